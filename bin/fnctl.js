@@ -1,0 +1,2 @@
+#!/usr/bin/env node
+console.log("shim ok", process.argv.slice(2))

@@ -1,0 +1,87 @@
+// Configuration the Knative way: defaults, then an overlay, then validation whose messages name
+// the key, the value and the rule ("memory = 5, must be an integer in [64, 10240]").
+import { z } from 'zod';
+import { FnError, type ErrorCode } from './errors.js';
+
+/** Validate `value` with `schema`; on failure throw one FnError naming every bad key. */
+export function validate<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  options: { code?: ErrorCode; what?: string } = {},
+): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => describeIssue(issue, value));
+  const prefix = options.what ? `${options.what}: ` : '';
+  throw new FnError(options.code ?? 'INVALID_SETTING', prefix + problems.join('; '), {
+    details: { problems },
+  });
+}
+
+function describeIssue(issue: z.core.$ZodIssue, root: unknown): string {
+  const key = issue.path.map(String).join('.');
+  if (issue.code === 'unrecognized_keys') {
+    const where = key ? ` in ${key}` : '';
+    return `unknown setting${issue.keys.length > 1 ? 's' : ''}${where}: ${issue.keys.join(', ')}`;
+  }
+  const value = valueAt(root, issue.path);
+  const shown = value === undefined ? 'missing' : JSON.stringify(value);
+  return key ? `${key} = ${shown}, ${issue.message}` : `${shown}: ${issue.message}`;
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let v: unknown = root;
+  for (const p of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[p];
+  }
+  return v;
+}
+
+/** An integer in [min, max], with a message that states the rule. */
+export function intInRange(min: number, max: number) {
+  const rule = `must be an integer in [${min}, ${max}]`;
+  return z.number({ error: rule }).int({ error: rule }).min(min, { error: rule }).max(max, { error: rule });
+}
+
+export const MiB = 1024 * 1024;
+
+/** Settings of the platform process itself (`fnctl up`). */
+export const PlatformConfigSchema = z
+  .object({
+    port: intInRange(0, 65535),
+    host: z.string().min(1, { error: 'must not be empty' }),
+    dataDir: z.string().min(1, { error: 'must not be empty' }),
+    maxBodyBytes: intInRange(1, 1024 * MiB),
+    maxBundleBytes: intInRange(1, 1024 * MiB),
+    /** How long a request may wait for a microVM before it is throttled. */
+    queueWaitMs: intInRange(0, 15 * 60 * 1000),
+    /** How many requests may wait per function version. */
+    queueLength: intInRange(0, 100_000),
+    /** Init time limit (Lambda's init phase): a deploy whose init runs longer fails. */
+    initTimeoutMs: intInRange(100, 15 * 60 * 1000),
+    /** How long shutdown waits for in-flight requests before stopping guests anyway. */
+    shutdownGraceMs: intInRange(0, 15 * 60 * 1000),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  })
+  .strict();
+
+export type PlatformConfig = z.output<typeof PlatformConfigSchema>;
+
+export const platformDefaults: PlatformConfig = {
+  port: 8080,
+  host: '127.0.0.1',
+  dataDir: '.fnctl',
+  maxBodyBytes: 6 * MiB,
+  maxBundleBytes: 256 * MiB,
+  queueWaitMs: 10_000,
+  queueLength: 1000,
+  initTimeoutMs: 10_000,
+  shutdownGraceMs: 10_000,
+  logLevel: 'info',
+};
+
+export function platformConfig(overlay: Partial<PlatformConfig> = {}): PlatformConfig {
+  const defined = Object.fromEntries(Object.entries(overlay).filter(([, v]) => v !== undefined));
+  return validate(PlatformConfigSchema, { ...platformDefaults, ...defined }, { what: 'platform config' });
+}
