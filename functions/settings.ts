@@ -15,35 +15,47 @@ export function validateName(name: unknown): string {
 }
 
 const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const ENV_KEY_RULE = 'env names must match [A-Za-z_][A-Za-z0-9_]*';
 
 function secondsInRange(min: number, max: number) {
   const rule = `must be a number of seconds in [${min}, ${max}]`;
   return z.number({ error: rule }).min(min, { error: rule }).max(max, { error: rule });
 }
 
+// One shape for both schemas, so a partial overlay (fnctl.json, API input) is checked by exactly the
+// rules the resolved settings are.
+const settingsShape = {
+  /** MiB of memory of each microVM (Lambda's memory size). */
+  memory: intInRange(64, 10240),
+  /** Seconds an invocation may run before the microVM is killed. */
+  timeout: secondsInRange(0.1, 900),
+  /** Requests one microVM serves at once (Knative's containerConcurrency). */
+  concurrency: intInRange(1, 1000),
+  /** microVMs kept running even with no traffic. */
+  min: intInRange(0, 1000),
+  /** microVMs at most. */
+  max: intInRange(1, 1000),
+  /** Pre-restored, paused microVMs kept ready beside the active ones. */
+  standby: intInRange(0, 100),
+  /** Seconds an unused microVM is kept before it is reaped. */
+  idle: secondsInRange(1, 86400),
+  env: z.record(
+    z.string().regex(ENV_KEY_RE, { error: ENV_KEY_RULE }),
+    z.string({ error: 'env values must be strings' }),
+    {
+      // zod reports a bad key as a generic "Invalid key in record": state the rule instead.
+      error: (issue) =>
+        issue.code === 'invalid_key' ? ENV_KEY_RULE
+        : issue.code === 'invalid_type' ? 'must be an object of NAME: "value" strings'
+        : undefined,
+    },
+  ),
+  snapshot: z.enum(['auto', 'required', 'off'], { error: 'must be one of auto, required, off' }),
+  network: z.enum(['none', 'host'], { error: 'must be one of none, host' }),
+};
+
 export const SettingsSchema = z
-  .object({
-    /** MiB of memory of each microVM (Lambda's memory size). */
-    memory: intInRange(64, 10240),
-    /** Seconds an invocation may run before the microVM is killed. */
-    timeout: secondsInRange(0.1, 900),
-    /** Requests one microVM serves at once (Knative's containerConcurrency). */
-    concurrency: intInRange(1, 1000),
-    /** microVMs kept running even with no traffic. */
-    min: intInRange(0, 1000),
-    /** microVMs at most. */
-    max: intInRange(1, 1000),
-    /** Pre-restored, paused microVMs kept ready beside the active ones. */
-    standby: intInRange(0, 100),
-    /** Seconds an unused microVM is kept before it is reaped. */
-    idle: secondsInRange(1, 86400),
-    env: z.record(
-      z.string().regex(ENV_KEY_RE, { error: 'env names must match [A-Za-z_][A-Za-z0-9_]*' }),
-      z.string({ error: 'env values must be strings' }),
-    ),
-    snapshot: z.enum(['auto', 'required', 'off'], { error: 'must be one of auto, required, off' }),
-    network: z.enum(['none', 'host'], { error: 'must be one of none, host' }),
-  })
+  .object(settingsShape)
   .strict()
   .refine((s) => s.min <= s.max, { error: 'min must not exceed max', path: ['min'] })
   .refine((s) => s.standby <= s.max, { error: 'standby must not exceed max', path: ['standby'] });
@@ -82,21 +94,14 @@ export function resolveSettings(...overlays: (Partial<Settings> | undefined)[]):
 
 /** A partial settings object (fnctl.json, API input): known keys only, each checked on its own. */
 export const PartialSettingsSchema = z
-  .object({
-    memory: z.unknown(),
-    timeout: z.unknown(),
-    concurrency: z.unknown(),
-    min: z.unknown(),
-    max: z.unknown(),
-    standby: z.unknown(),
-    idle: z.unknown(),
-    env: z.unknown(),
-    snapshot: z.unknown(),
-    network: z.unknown(),
-  })
+  .object(settingsShape)
   .partial()
-  .strict();
+  .strict()
+  .refine((s) => s.min === undefined || s.max === undefined || s.min <= s.max, {
+    error: 'min must not exceed max',
+    path: ['min'],
+  });
 
 export function parsePartialSettings(value: unknown, what: string): Partial<Settings> {
-  return validate(PartialSettingsSchema, value ?? {}, { what }) as Partial<Settings>;
+  return validate(PartialSettingsSchema, value ?? {}, { what });
 }

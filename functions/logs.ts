@@ -1,0 +1,380 @@
+// Function logs, behind `fnctl logs NAME [--follow]`: every console record of every microVM lands
+// here. Per function: an in-memory ring of the latest records for listings, live followers, and an
+// append-only JSON-lines file (`<logDir>/<name>.log`, rotated to `.log.1`) so history survives a
+// restart. record() sits on the invoke path: it only touches memory; files are written in batches
+// once per event-loop turn through a WriteStream.
+import { createWriteStream, closeSync, openSync, readSync, fstatSync, type WriteStream } from 'node:fs';
+import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import type { ConsoleRecord, ConsoleSink } from '../microvm/types.js';
+import { validateName } from './settings.js';
+
+export interface LogStoreOptions {
+  /** Records kept in memory per function (default 2000). */
+  ringSize?: number;
+  /** A log file is rotated to `.log.1` past this size (default 10 MiB). */
+  maxFileBytes?: number;
+  /** Bytes waiting for the disk per function before new lines are dropped from the file (default 8 MiB). */
+  maxPendingBytes?: number;
+}
+
+export interface RecentOptions {
+  /** At most this many records, the newest. */
+  limit?: number;
+  /** Only records at or after this time (ms since epoch). */
+  since?: number;
+  requestId?: string;
+}
+
+export type LogListener = (record: ConsoleRecord) => void;
+
+/** How much of a log file's tail is read to refill the ring after a restart. */
+const HISTORY_BYTES = 4 * 1024 * 1024;
+
+/** A fixed-size ring: push is O(1), as it runs once per console line. */
+class Ring<T> {
+  private buf: T[] = [];
+  private start = 0;
+
+  constructor(private readonly capacity: number) {}
+
+  get size(): number {
+    return this.buf.length;
+  }
+
+  push(item: T): void {
+    if (this.buf.length < this.capacity) {
+      this.buf.push(item);
+    } else {
+      this.buf[this.start] = item;
+      this.start = (this.start + 1) % this.capacity;
+    }
+  }
+
+  toArray(): T[] {
+    return this.start === 0 ? this.buf.slice() : [...this.buf.slice(this.start), ...this.buf.slice(0, this.start)];
+  }
+
+  /** Put older items before the current ones, keeping the newest `capacity`. */
+  prependOlder(items: T[]): void {
+    this.buf = [...items, ...this.toArray()].slice(-this.capacity);
+    this.start = 0;
+  }
+}
+
+interface FnLog {
+  name: string;
+  file: string | undefined;
+  ring: Ring<ConsoleRecord>;
+  /** History from disk has been merged into the ring. */
+  loaded: boolean;
+  /** The file writer is being set up (history load, then open); undefined before the first record. */
+  ready: Promise<void> | undefined;
+  stream: WriteStream | undefined;
+  lines: string[];
+  pendingBytes: number;
+  fileBytes: number;
+  flushScheduled: boolean;
+  rotating: Promise<void> | undefined;
+  dropped: number;
+  closed: boolean;
+}
+
+export class LogStore implements ConsoleSink {
+  private readonly logs = new Map<string, FnLog>();
+  private readonly followers = new Map<string, Set<LogListener>>();
+  private readonly removing = new Map<string, Promise<void>>();
+  private readonly ringSize: number;
+  private readonly maxFileBytes: number;
+  private readonly maxPendingBytes: number;
+  private closing = false;
+
+  /** LOGDIR holds one `<name>.log` per function (the platform passes `<dataDir>/logs`). */
+  constructor(readonly logDir: string, options: LogStoreOptions = {}) {
+    this.ringSize = options.ringSize ?? 2000;
+    this.maxFileBytes = options.maxFileBytes ?? 10 * 1024 * 1024;
+    this.maxPendingBytes = options.maxPendingBytes ?? 8 * 1024 * 1024;
+  }
+
+  record(entry: ConsoleRecord): void {
+    if (this.closing) return;
+    const log = this.logFor(entry.functionName);
+    log.ring.push(entry);
+    const listeners = this.followers.get(entry.functionName);
+    if (listeners) {
+      for (const listener of listeners) {
+        try {
+          listener(entry);
+        } catch {
+          // A broken follower must not break the invocation that logged.
+        }
+      }
+    }
+    if (!log.file) return;
+    const line = JSON.stringify(entry) + '\n';
+    if (log.pendingBytes + (log.stream?.writableLength ?? 0) > this.maxPendingBytes) {
+      log.dropped++;
+      return;
+    }
+    log.lines.push(line);
+    log.pendingBytes += line.length;
+    log.ready ??= this.prepare(log).catch(() => {
+      // No log folder (permissions, full disk): the ring still serves listings and followers.
+      log.file = undefined;
+      log.lines = [];
+      log.pendingBytes = 0;
+    });
+    this.scheduleFlush(log);
+  }
+
+  /** The latest records of NAME, oldest first; after a restart, read back from its log file. */
+  recent(name: string, options: RecentOptions = {}): ConsoleRecord[] {
+    const log = this.logFor(name);
+    if (!log.loaded) {
+      // The writer has not opened the file yet (it waits for the load), so the file holds exactly
+      // the history from before this process, and nothing is counted twice.
+      if (log.file && !this.removing.has(name)) log.ring.prependOlder(readHistorySync(log.file, this.ringSize));
+      log.loaded = true;
+    }
+    let out = log.ring.toArray();
+    const { since, requestId, limit } = options;
+    if (since !== undefined || requestId !== undefined) {
+      out = out.filter((r) => (since === undefined || r.time >= since) && (requestId === undefined || r.requestId === requestId));
+    }
+    if (limit !== undefined && out.length > limit) out = out.slice(out.length - Math.max(0, limit));
+    return out;
+  }
+
+  /** Call LISTENER with every new record of NAME until the returned function is called. */
+  follow(name: string, listener: LogListener): () => void {
+    let set = this.followers.get(name);
+    if (!set) {
+      set = new Set();
+      this.followers.set(name, set);
+    }
+    set.add(listener);
+    return () => {
+      const current = this.followers.get(name);
+      current?.delete(listener);
+      if (current?.size === 0) this.followers.delete(name);
+    };
+  }
+
+  /** Forget NAME's logs and delete its files. Followers stay subscribed (the caller ends them). */
+  remove(name: string): Promise<void> {
+    const log = this.logs.get(name);
+    this.logs.delete(name);
+    const file = log?.file ?? this.fileFor(name);
+    if (log) log.closed = true;
+    const previous = this.removing.get(name) ?? Promise.resolve();
+    const done = previous.then(async () => {
+      if (log) {
+        await log.ready?.catch(() => undefined);
+        await log.rotating;
+        await endStream(log.stream);
+        log.stream = undefined;
+      }
+      if (file) await Promise.all([unlinkQuietly(file), unlinkQuietly(`${file}.1`)]);
+    });
+    this.removing.set(name, done);
+    void done.finally(() => {
+      if (this.removing.get(name) === done) this.removing.delete(name);
+    });
+    return done;
+  }
+
+  /** Write out what is pending and close every file. Records after close() are dropped. */
+  async close(): Promise<void> {
+    this.closing = true;
+    const logs = [...this.logs.values()];
+    await Promise.all(logs.map((l) => l.ready?.catch(() => undefined)));
+    await Promise.all(logs.map((l) => l.rotating));
+    await Promise.all(
+      logs.map((log) => {
+        this.flush(log);
+        const stream = log.stream;
+        log.stream = undefined;
+        return endStream(stream);
+      }),
+    );
+    await Promise.all([...this.removing.values()]);
+    this.logs.clear();
+  }
+
+  /** Records that could not be written to NAME's file because the disk fell behind. */
+  droppedLines(name: string): number {
+    return this.logs.get(name)?.dropped ?? 0;
+  }
+
+  private logFor(name: string): FnLog {
+    let log = this.logs.get(name);
+    if (!log) {
+      log = {
+        name,
+        file: this.fileFor(name),
+        ring: new Ring(this.ringSize),
+        loaded: false,
+        ready: undefined,
+        stream: undefined,
+        lines: [],
+        pendingBytes: 0,
+        fileBytes: 0,
+        flushScheduled: false,
+        rotating: undefined,
+        dropped: 0,
+        closed: false,
+      };
+      this.logs.set(name, log);
+    }
+    return log;
+  }
+
+  /** The file of NAME, or undefined when NAME could not be a file name (never for registered names). */
+  private fileFor(name: string): string | undefined {
+    try {
+      return path.join(this.logDir, `${validateName(name)}.log`);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Load history (unless recent() did), then open the file for appending and flush. */
+  private async prepare(log: FnLog): Promise<void> {
+    await this.removing.get(log.name);
+    await mkdir(this.logDir, { recursive: true, mode: 0o700 });
+    if (!log.loaded) {
+      const history = await readHistory(log.file!, this.ringSize);
+      if (!log.loaded) {
+        log.ring.prependOlder(history);
+        log.loaded = true;
+      }
+    }
+    log.fileBytes = await stat(log.file!).then((s) => s.size, () => 0);
+    if (log.closed) return;
+    this.openStream(log);
+  }
+
+  private openStream(log: FnLog): void {
+    const stream = createWriteStream(log.file!, { flags: 'a', mode: 0o600 });
+    stream.on('error', () => {
+      // A full or broken disk: keep the ring (listings and followers still work), stop writing.
+      if (log.stream === stream) log.stream = undefined;
+      log.file = undefined;
+      log.lines = [];
+      log.pendingBytes = 0;
+    });
+    log.stream = stream;
+    this.scheduleFlush(log);
+  }
+
+  private scheduleFlush(log: FnLog): void {
+    if (log.flushScheduled || !log.stream || log.rotating) return;
+    log.flushScheduled = true;
+    setImmediate(() => {
+      log.flushScheduled = false;
+      this.flush(log);
+    });
+  }
+
+  private flush(log: FnLog): void {
+    if (!log.stream || log.rotating || log.lines.length === 0) return;
+    const chunk = log.lines.join('');
+    log.lines = [];
+    log.pendingBytes = 0;
+    log.stream.write(chunk);
+    log.fileBytes += Buffer.byteLength(chunk);
+    if (log.fileBytes >= this.maxFileBytes && !this.closing) log.rotating = this.rotate(log);
+  }
+
+  /** Close the full file, rename it to .log.1 (replacing the older one) and start a new one. */
+  private async rotate(log: FnLog): Promise<void> {
+    const old = log.stream;
+    log.stream = undefined;
+    await endStream(old);
+    await rename(log.file!, `${log.file!}.1`).catch(() => undefined);
+    log.fileBytes = 0;
+    log.rotating = undefined;
+    // Even while closing: close() waits for this, then flushes what queued up meanwhile.
+    if (!log.closed && log.file) this.openStream(log);
+  }
+}
+
+function endStream(stream: WriteStream | undefined): Promise<void> {
+  if (!stream || stream.closed || stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    stream.once('close', () => resolve());
+    stream.end();
+  });
+}
+
+async function unlinkQuietly(file: string): Promise<void> {
+  await unlink(file).catch(() => undefined);
+}
+
+/** The last `max` records of FILE (and of FILE.1 when FILE alone has too few). */
+async function readHistory(file: string, max: number): Promise<ConsoleRecord[]> {
+  const records = parseLines(await readTail(file, HISTORY_BYTES));
+  if (records.length >= max) return records.slice(-max);
+  const older = parseLines(await readTail(`${file}.1`, HISTORY_BYTES));
+  return [...older, ...records].slice(-max);
+}
+
+function readHistorySync(file: string, max: number): ConsoleRecord[] {
+  const records = parseLines(readTailSync(file, HISTORY_BYTES));
+  if (records.length >= max) return records.slice(-max);
+  const older = parseLines(readTailSync(`${file}.1`, HISTORY_BYTES));
+  return [...older, ...records].slice(-max);
+}
+
+async function readTail(file: string, maxBytes: number): Promise<{ text: string; partial: boolean }> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'r');
+  } catch {
+    return { text: '', partial: false };
+  }
+  try {
+    const size = (await handle.stat()).size;
+    const length = Math.min(size, maxBytes);
+    const buf = Buffer.alloc(length);
+    await handle.read(buf, 0, length, size - length);
+    return { text: buf.toString('utf8'), partial: size > length };
+  } finally {
+    await handle.close();
+  }
+}
+
+function readTailSync(file: string, maxBytes: number): { text: string; partial: boolean } {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return { text: '', partial: false };
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const length = Math.min(size, maxBytes);
+    const buf = Buffer.alloc(length);
+    readSync(fd, buf, 0, length, size - length);
+    return { text: buf.toString('utf8'), partial: size > length };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** JSON lines to records; a line cut by the tail read or by a crash mid-write is skipped. */
+function parseLines({ text, partial }: { text: string; partial: boolean }): ConsoleRecord[] {
+  const lines = text.split('\n');
+  if (partial) lines.shift();
+  const out: ConsoleRecord[] = [];
+  for (const line of lines) {
+    if (!line) continue;
+    try {
+      const r = JSON.parse(line) as ConsoleRecord;
+      if (r && typeof r.time === 'number' && typeof r.message === 'string') out.push(r);
+    } catch {
+      // a torn line
+    }
+  }
+  return out;
+}

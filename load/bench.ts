@@ -1,0 +1,125 @@
+// `npm run bench -- SCENARIO`: benchmarks that print their figures next to a baseline measured
+// in the same run, because this machine is shared and noisy. Scenarios: warm.
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { request } from 'undici';
+import { Command, InvalidArgumentError } from 'commander';
+import { packageFunction } from '../functions/package.js';
+import { repoRoot, startBareServer, startPlatform, type RunningPlatform } from './processes.js';
+import { runLoad, type LoadResult } from './run.js';
+
+function positive(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
+  return n;
+}
+
+async function deploy(platform: RunningPlatform, name: string, file: string, settings: Record<string, unknown>): Promise<void> {
+  const pkg = await packageFunction(path.join(repoRoot, file));
+  const res = await request(`${platform.url}/api/functions/${name}/versions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${platform.token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ bundle: pkg.bundle.toString('base64'), settings }),
+  });
+  const text = await res.body.text();
+  if (res.statusCode >= 300) throw new Error(`deploy of ${name} failed: ${text}`);
+}
+
+function fmt(n: number, digits = 2): string {
+  return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+function printResults(results: LoadResult[]): void {
+  const header = ['target', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'errors', 'non-2xx', 'starts'];
+  const rows = results.map((r) => [
+    r.label,
+    fmt(r.rps, 0),
+    fmt(r.latencyMs.p50),
+    fmt(r.latencyMs.p90),
+    fmt(r.latencyMs.p99),
+    fmt(r.latencyMs.p999),
+    fmt(r.latencyMs.max),
+    String(r.errors + r.timeouts),
+    String(r.non2xx),
+    Object.entries(r.starts).map(([k, v]) => `${k}:${v}`).join(' ') || '-',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  console.log(line(header));
+  for (const row of rows) console.log(line(row));
+}
+
+function mean(results: LoadResult[], label: string): LoadResult {
+  const avg = (f: (r: LoadResult) => number) => results.reduce((s, r) => s + f(r), 0) / results.length;
+  const starts: Record<string, number> = {};
+  for (const r of results) for (const [k, v] of Object.entries(r.starts)) starts[k] = (starts[k] ?? 0) + v;
+  return {
+    label,
+    connections: results[0]!.connections,
+    durationS: results[0]!.durationS,
+    requests: avg((r) => r.requests),
+    rps: avg((r) => r.rps),
+    latencyMs: {
+      p50: avg((r) => r.latencyMs.p50),
+      p90: avg((r) => r.latencyMs.p90),
+      p99: avg((r) => r.latencyMs.p99),
+      p999: avg((r) => r.latencyMs.p999),
+      max: Math.max(...results.map((r) => r.latencyMs.max)),
+      mean: avg((r) => r.latencyMs.mean),
+    },
+    errors: results.reduce((s, r) => s + r.errors, 0),
+    timeouts: results.reduce((s, r) => s + r.timeouts, 0),
+    non2xx: results.reduce((s, r) => s + r.non2xx, 0),
+    starts,
+  };
+}
+
+/** Warm throughput and latency through the gateway against a bare node:http hello, alternated. */
+async function warm(opts: { connections: number; duration: number; rounds: number; json?: string }): Promise<void> {
+  const [bare, platform] = await Promise.all([startBareServer(), startPlatform()]);
+  try {
+    // One microVM serving every connection (as an isolate platform would), and Lambda's model of
+    // one request per microVM spread over up to ten of them.
+    await deploy(platform, 'hello', 'functions/examples/hello.js', { concurrency: opts.connections, max: 1 });
+    await deploy(platform, 'hello-c1', 'functions/examples/hello.js', { concurrency: 1, max: 10 });
+    const targets = [
+      { label: 'bare node:http', url: `${bare.url}/` },
+      { label: `fnctl hello (concurrency ${opts.connections}, 1 microVM)`, url: `${platform.url}/fn/hello` },
+      { label: 'fnctl hello (concurrency 1, up to 10 microVMs)', url: `${platform.url}/fn/hello-c1` },
+    ];
+    console.log(`warm: ${opts.connections} connections, ${opts.duration} s per run, ${opts.rounds} rounds alternating; warming up…`);
+    for (const t of targets) await runLoad({ label: t.label, url: t.url, connections: opts.connections, durationS: 2 });
+    const runs = new Map<string, LoadResult[]>(targets.map((t) => [t.label, []]));
+    for (let round = 0; round < opts.rounds; round++) {
+      for (const t of targets) {
+        runs.get(t.label)!.push(await runLoad({ label: t.label, url: t.url, connections: opts.connections, durationS: opts.duration }));
+      }
+    }
+    const results = targets.map((t) => mean(runs.get(t.label)!, t.label));
+    printResults(results);
+    const base = results[0]!;
+    const ratios = results.slice(1).map((r) => ({
+      target: r.label,
+      throughputRatio: r.rps / base.rps,
+      p99Ratio: r.latencyMs.p99 / base.latencyMs.p99,
+    }));
+    for (const r of ratios) {
+      console.log(`${r.target}: throughput ${fmt(r.throughputRatio)} of bare (goal ≥ 0.50), p99 ${fmt(r.p99Ratio)}× bare (goal ≤ 2.00)`);
+    }
+    if (opts.json) writeFileSync(opts.json, JSON.stringify({ scenario: 'warm', results, ratios }, null, 2) + '\n');
+  } finally {
+    await Promise.all([bare.stop(), platform.stop()]);
+  }
+}
+
+const program = new Command('bench').description('fnctl benchmarks, each against a baseline of the same run');
+program
+  .command('warm')
+  .description('warm throughput and latency of hello through the gateway vs a bare node:http server')
+  .option('--connections <n>', 'concurrent connections', positive, 50)
+  .option('--duration <seconds>', 'seconds per run', positive, 10)
+  .option('--rounds <n>', 'alternating rounds per target', positive, 2)
+  .option('--json <file>', 'write the results as JSON')
+  .action(warm);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,270 @@
+// The guest runtime: the first module of every function bundle. Its top level runs before the
+// function's (the function's init), so it times init, captures the console and turns any error
+// thrown by init into INIT_ERROR. startGuest then finds the handler and serves INVOKE frames from
+// the host over the channel on fd 3, several at once, multiplexed by frame id.
+//
+// The channel is opened only inside serve(), never at module top level: when the bundle runs
+// under `node --build-snapshot`, serve() becomes the snapshot's deserialize-main function instead,
+// so the snapshot holds the initialised function and no handle (the builder waits forever on one).
+import type { AsyncLocalStorage as Als } from 'node:async_hooks';
+import net from 'node:net';
+import { inspect } from 'node:util';
+import v8 from 'node:v8';
+import type { ErrorPayload } from '../../core/errors.js';
+import { FnError } from '../../core/errors.js';
+import { FrameDecoder, FrameType, encodeFrame, writeFrame, type Frame, type HandlerStyle, type InvokeMeta, type MetaByType } from '../../core/protocol.js';
+import {
+  identityFromEnv,
+  makeFetchAdapter,
+  makeLambdaAdapter,
+  trackEnvWrites,
+  type Adapter,
+  type FetchHandler,
+  type LambdaHandler,
+} from './adapters.js';
+import { formatConsoleLine, installConsoleCapture } from './console.js';
+
+const initStart = performance.now();
+
+type Phase = 'init' | 'serving' | 'failed';
+let phase: Phase = 'init';
+let channel: net.Socket | undefined;
+let requestIdNow: () => string | undefined = () => undefined;
+
+installConsoleCapture(() => requestIdNow());
+installFatalHandlers();
+
+/** Marker line on stderr by which a snapshot builder (which has no channel) learns why init failed. */
+export const INIT_ERROR_MARKER = 'FNCTL_INIT_ERROR ';
+
+type Found =
+  | { style: 'fetch'; fetch: FetchHandler }
+  | { style: 'lambda'; handler: LambdaHandler }
+  | { style: 'none'; message: string };
+
+export function findHandler(mod: Record<string, unknown>): Found {
+  const def = mod.default as Record<string, unknown> | undefined | null;
+  const hasDefault = def !== null && (typeof def === 'object' || typeof def === 'function');
+  if (hasDefault && typeof def!.fetch === 'function') {
+    return { style: 'fetch', fetch: (def!.fetch as FetchHandler).bind(def) };
+  }
+  if (typeof mod.fetch === 'function') return { style: 'fetch', fetch: mod.fetch as FetchHandler };
+  // CommonJS `module.exports = { handler }` arrives through esbuild's interop as mod.handler
+  // and/or mod.default.handler.
+  if (typeof mod.handler === 'function') return { style: 'lambda', handler: mod.handler as LambdaHandler };
+  if (hasDefault && typeof def!.handler === 'function') return { style: 'lambda', handler: def!.handler as LambdaHandler };
+  const exported = Object.keys(mod).filter((k) => k !== '__esModule');
+  return {
+    style: 'none',
+    message:
+      'the function exports no handler: export a Web-standard one, `export default { fetch(request, env, ctx) { … } }`, ' +
+      'or an AWS Lambda one, `export const handler = async (event, context) => { … }`' +
+      ` (it exports ${exported.length ? exported.join(', ') : 'nothing'})`,
+  };
+}
+
+/** Called by the bundle entry after the function's module top level (its init) has run. */
+export function startGuest(mod: Record<string, unknown>): void {
+  const initMs = performance.now() - initStart;
+  const found = findHandler(mod);
+  if (found.style === 'none') {
+    reportInitError({ code: 'INVALID_BUNDLE', message: found.message });
+    return;
+  }
+  const snapshot = v8.startupSnapshot;
+  if (snapshot?.isBuildingSnapshot()) {
+    snapshot.setDeserializeMainFunction(() => serve(found, initMs, true));
+    return;
+  }
+  serve(found, initMs, false);
+}
+
+function serve(found: Exclude<Found, { style: 'none' }>, initMs: number, restored: boolean): void {
+  // Again after a restore: harmless when the snapshot kept them, needed when it did not.
+  installConsoleCapture(() => requestIdNow());
+  installFatalHandlers();
+  trackEnvWrites();
+  // Loaded here, not imported: node warns when a snapshot's build script loads async_hooks, and
+  // only the serving process needs it.
+  const { AsyncLocalStorage } = process.getBuiltinModule('node:async_hooks') as typeof import('node:async_hooks');
+  const als: Als<string> = new AsyncLocalStorage<string>();
+  requestIdNow = () => als.getStore();
+
+  const background = new Set<Promise<unknown>>();
+  let inflight = 0;
+  let shuttingDown = false;
+  let exiting = false;
+
+  const track = (p: Promise<unknown>): void => {
+    background.add(p);
+    p.then(undefined, (err: unknown) => {
+      process.stderr.write(formatConsoleLine(new Date(), undefined, 'ERROR', `waitUntil promise rejected: ${describeError(err)}`));
+    }).finally(() => {
+      background.delete(p);
+      maybeExit();
+    });
+  };
+  const adapter: Adapter =
+    found.style === 'fetch' ? makeFetchAdapter(found.fetch, track) : makeLambdaAdapter(found.handler, identityFromEnv(process.env));
+  const style: HandlerStyle = found.style;
+
+  const sock = openChannel();
+  const decoder = new FrameDecoder(onFrame);
+  sock.on('data', (chunk: Buffer) => {
+    try {
+      decoder.push(chunk);
+    } catch (err) {
+      process.stderr.write(formatConsoleLine(new Date(), undefined, 'ERROR', `fnctl guest: ${describeError(err)}`));
+      process.exit(1);
+    }
+  });
+  // The host went away (or killed the channel): nothing can reach us any more.
+  sock.on('end', () => process.exit(0));
+  sock.on('error', () => process.exit(1));
+
+  // One macrotask later, so that a promise that init rejected without handling surfaces (as
+  // INIT_ERROR) before we claim to be ready.
+  setImmediate(() => {
+    if (phase !== 'init') return;
+    phase = 'serving';
+    writeFrame(sock, FrameType.READY, 0, { pid: process.pid, style, initMs, restored, startupMs: performance.now() });
+  });
+
+  function onFrame(frame: Frame): void {
+    if (frame.type === FrameType.INVOKE) {
+      inflight++;
+      invoke(frame.id, frame.meta as InvokeMeta, frame.payload);
+    } else if (frame.type === FrameType.SHUTDOWN) {
+      shuttingDown = true;
+      maybeExit();
+    }
+  }
+
+  function invoke(id: number, meta: InvokeMeta, body: Buffer): void {
+    const t0 = performance.now();
+    let settled: Promise<unknown>;
+    try {
+      settled = als.run(meta.requestId, adapter, meta, body);
+    } catch (err) {
+      settled = Promise.reject(err);
+    }
+    settled
+      .then(
+        (res) => {
+          const r = res as Awaited<ReturnType<Adapter>>;
+          if (!sock.writable) return;
+          send(sock, FrameType.RESPONSE, id, { status: r.status, headers: r.headers, handlerMs: performance.now() - t0, rssBytes: rss() }, r.body);
+        },
+        (err: unknown) => {
+          const payload = errorPayload(err);
+          // Into the function's log too, tagged, as Lambda's runtime logs "Invoke Error".
+          process.stderr.write(formatConsoleLine(new Date(), meta.requestId, 'ERROR', `Invoke Error\t${payload.stack ?? payload.message}`));
+          if (!sock.writable) return;
+          send(sock, FrameType.ERROR, id, { ...payload, handlerMs: performance.now() - t0, rssBytes: rss() });
+        },
+      )
+      .finally(() => {
+        inflight--;
+        maybeExit();
+      });
+  }
+
+  function maybeExit(): void {
+    if (!shuttingDown || exiting || inflight > 0 || background.size > 0) return;
+    exiting = true;
+    sock.end(() => process.exit(0));
+    setTimeout(() => process.exit(0), 1000).unref();
+  }
+}
+
+// Reading RSS costs a /proc read (~9 µs): sample it at most every 100 ms on the hot path.
+let rssValue = 0;
+let rssAt = -Infinity;
+function rss(): number {
+  const now = performance.now();
+  if (now - rssAt >= 100) {
+    rssValue = process.memoryUsage.rss();
+    rssAt = now;
+  }
+  return rssValue;
+}
+
+let corked = false;
+function uncork(sock: net.Socket): void {
+  corked = false;
+  sock.uncork();
+}
+
+/** writeFrame, with the frames that finish in the same tick leaving in one write (one syscall per burst). */
+function send<T extends FrameType>(sock: net.Socket, type: T, id: number, meta: MetaByType[T], payload?: Uint8Array): void {
+  if (!corked) {
+    corked = true;
+    sock.cork();
+    process.nextTick(uncork, sock);
+  }
+  writeFrame(sock, type, id, meta, payload);
+}
+
+function openChannel(): net.Socket {
+  channel ??= new net.Socket({ fd: Number(process.env.FNCTL_CHANNEL_FD ?? 3), readable: true, writable: true });
+  return channel;
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof Error) return err.stack ?? `${err.name}: ${err.message}`;
+  return typeof err === 'string' ? err : inspect(err);
+}
+
+function errorPayload(err: unknown): ErrorPayload {
+  if (err instanceof FnError) return { code: err.code, message: err.message };
+  if (err instanceof Error) {
+    const p: ErrorPayload = { code: 'FUNCTION_ERROR', message: err.message || err.name };
+    if (err.stack) p.stack = err.stack;
+    return p;
+  }
+  return { code: 'FUNCTION_ERROR', message: typeof err === 'string' ? err : inspect(err) };
+}
+
+function onFatal(err: unknown, origin: string): void {
+  if (phase === 'init') {
+    const p = errorPayload(err);
+    reportInitError({ code: 'INIT_FAILED', message: p.message, ...(p.stack ? { stack: p.stack } : {}) });
+    return;
+  }
+  if (phase === 'failed') return;
+  // After init, like Lambda's Node runtime and node itself: log it, and the process dies. The host
+  // fails whatever was in flight with FUNCTION_CRASHED.
+  const kind = origin === 'unhandledRejection' ? 'Unhandled Promise Rejection' : 'Uncaught Exception';
+  process.stderr.write(formatConsoleLine(new Date(), requestIdNow(), 'ERROR', `${kind}\t${describeError(err)}`));
+  process.exit(1);
+}
+
+function onUnhandledRejection(reason: unknown): void {
+  onFatal(reason, 'unhandledRejection');
+}
+
+function installFatalHandlers(): void {
+  if (!process.listeners('uncaughtException').includes(onFatal)) process.on('uncaughtException', onFatal);
+  if (!process.listeners('unhandledRejection').includes(onUnhandledRejection)) {
+    process.on('unhandledRejection', onUnhandledRejection);
+  }
+}
+
+function reportInitError(p: ErrorPayload): void {
+  if (phase === 'failed') return;
+  phase = 'failed';
+  process.stderr.write(formatConsoleLine(new Date(), undefined, 'ERROR', `Init Error\t${p.stack ?? p.message}`));
+  if (v8.startupSnapshot?.isBuildingSnapshot()) {
+    process.stderr.write(`${INIT_ERROR_MARKER}${JSON.stringify(p)}\n`);
+    process.exit(1);
+  }
+  setTimeout(() => process.exit(1), 1000).unref();
+  try {
+    const sock = openChannel();
+    const parts = encodeFrame(FrameType.INIT_ERROR, 0, p);
+    for (const part of parts) sock.write(part);
+    sock.end(() => process.exit(1));
+  } catch {
+    process.exit(1);
+  }
+}

@@ -1,0 +1,420 @@
+// The host side of one microVM: spawns the guest (node running the single-file bundle) in its own
+// process group, talks to it over the framed channel on its fd 3, enforces time limits, turns the
+// guest's console into records, and reports how it ended. invoke() is the platform's hot path.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { dirname } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Socket } from 'node:net';
+import { FnError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { FrameDecoder, FrameType, writeFrame, type ErrorMeta, type Frame, type ReadyMeta, type ResponseMeta } from '../core/protocol.js';
+import { parseConsoleLine, readLines } from './guest/console.js';
+import { Lifecycle, isFinal } from './state.js';
+import type { BootInfo, ConsoleSink, InstanceInfo, InvokeRequest, InvokeResult, MicroVmConfig, MicroVmState, StartKind } from './types.js';
+
+export interface MicroVmDeps {
+  sink: ConsoleSink;
+  log?: Logger;
+  /** How to start the guest; the default runs node on the bundle. A jailer or a snapshot restore wraps it. */
+  spawnArgs?: (config: MicroVmConfig) => { command: string; args: string[] };
+  /** The guest is restored from a snapshot (lifecycle goes through `restoring`, start kind `restore`). */
+  restore?: boolean;
+}
+
+/** How a microVM ended, as its 'exit' event and `exited` promise report it. */
+export interface ExitInfo {
+  id: string;
+  state: 'stopped' | 'failed';
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** What in-flight requests were failed with (also when there were none), or undefined after a clean stop. */
+  error?: FnError;
+}
+
+const STDERR_TAIL = 20;
+const OOM_RE = /JavaScript heap out of memory|Reached heap limit/;
+
+/**
+ * node flags of a guest; they depend on the config only, so a snapshot builder can use exactly
+ * the same ones (V8 refuses a snapshot built with other heap flags).
+ */
+export function guestNodeFlags(config: Pick<MicroVmConfig, 'memoryMib'>): string[] {
+  const mib = config.memoryMib;
+  // Leave a quarter for node itself (the binary, buffers, stacks), which RSS counts but the heap limit does not.
+  const oldSpace = Math.max(16, Math.floor(mib * 0.75));
+  // Young generation is 3 semi-spaces on top of old space: 48 MiB at V8's default of 16, too much
+  // for 128 MiB. A smaller one measured no slower on an allocation-heavy loop.
+  const semiSpace = Math.max(1, Math.min(16, Math.floor(mib / 32)));
+  return [
+    `--max-old-space-size=${oldSpace}`,
+    `--max-semi-space-size=${semiSpace}`,
+    // One V8 worker thread instead of four: measured no slower on two cores, and three threads fewer per guest.
+    '--v8-pool-size=1',
+  ];
+}
+
+function seconds(ms: number): string {
+  return (ms / 1000).toFixed(2);
+}
+
+// A class, not an object literal, so every in-flight entry has one hidden class.
+class Pending {
+  constructor(readonly requestId: string, readonly resolve: (r: InvokeResult) => void, readonly reject: (e: FnError) => void, readonly timer: NodeJS.Timeout) {}
+}
+
+export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmState, MicroVmState] }> {
+  readonly id: string;
+  readonly createdAt = Date.now();
+  lastUsedAt = this.createdAt;
+  invocations = 0;
+  rssBytes = 0;
+  /** How this microVM came to be; a pool may set 'standby' when it hands out a pre-restored one. */
+  start: StartKind;
+  /** Settles when the guest process is gone and everything is cleaned up. Never rejects. */
+  readonly exited: Promise<ExitInfo>;
+
+  private readonly lifecycle: Lifecycle;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private child: ChildProcess | undefined;
+  private channel: Socket | undefined;
+  private readonly stderrTail: string[] = [];
+  private doom: FnError | undefined;
+  /** Decided by the first cause of the end: our owner's stop/kill → stopped; anything else → failed. */
+  private endAs: 'stopped' | 'failed' | undefined;
+  private groupGone = false;
+  private sawOom = false;
+  private finished = false;
+  private exitTimer: NodeJS.Timeout | undefined;
+  private initError: FnError | undefined;
+  private ready: BootInfo | undefined;
+  private resolveExited!: (info: ExitInfo) => void;
+  private bootSettle: { resolve: () => void; reject: (e: FnError) => void } | undefined;
+  private readonly onTimeout = (id: number): void => this.timeout(id);
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.channel?.uncork();
+  };
+
+  private constructor(
+    readonly config: MicroVmConfig,
+    private readonly deps: MicroVmDeps,
+  ) {
+    super();
+    this.id = config.id;
+    this.start = deps.restore ? 'restore' : 'cold';
+    this.lifecycle = new Lifecycle(config.id);
+    this.lifecycle.onChange((next, prev) => this.emit('state', next, prev));
+    this.exited = new Promise((resolve) => (this.resolveExited = resolve));
+  }
+
+  /** Spawn the guest and wait until its init has run (READY). */
+  static async boot(config: MicroVmConfig, deps: MicroVmDeps): Promise<MicroVm> {
+    const vm = new MicroVm(config, deps);
+    await vm.spawnGuest();
+    return vm;
+  }
+
+  /** Set once the guest is ready, i.e. on every MicroVm that boot() resolved with. */
+  get bootInfo(): BootInfo {
+    if (!this.ready) throw new FnError('NOT_ALLOWED_IN_STATE', `microVM ${this.id}: not booted yet`);
+    return this.ready;
+  }
+
+  /** Call `listener` once the guest is gone (at once, asynchronously, if it already is). */
+  onExit(listener: (info: ExitInfo) => void): void {
+    void this.exited.then(listener);
+  }
+
+  get state(): MicroVmState {
+    return this.lifecycle.state;
+  }
+
+  get inflight(): number {
+    return this.pending.size;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  private spawnGuest(): Promise<void> {
+    const { config, deps } = this;
+    this.lifecycle.to(deps.restore ? 'restoring' : 'booting');
+    const { command, args } = deps.spawnArgs?.(config) ?? {
+      command: process.execPath,
+      args: [...guestNodeFlags(config), config.rootfs.bundlePath],
+    };
+    const { NODE_OPTIONS: _ignored, ...userEnv } = config.env;
+    const env: Record<string, string> = {
+      PATH: '/usr/local/bin:/usr/bin:/bin',
+      ...userEnv,
+      // Platform vars last, so a function's env cannot break the guest (FNCTL_CHANNEL_FD).
+      FNCTL_FUNCTION_NAME: config.functionName,
+      FNCTL_FUNCTION_VERSION: String(config.version),
+      FNCTL_FUNCTION_MEMORY_MB: String(config.memoryMib),
+      FNCTL_INSTANCE_ID: config.id,
+      FNCTL_CHANNEL_FD: '3',
+    };
+    const t0 = performance.now();
+    const booted = new Promise<void>((resolve, reject) => (this.bootSettle = { resolve, reject }));
+    // detached: a process group of its own, so one kill takes everything the function started.
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], detached: true, env, cwd: dirname(config.rootfs.bundlePath) });
+    this.child = child;
+    child.on('error', (err) => {
+      // Spawn failures (no such command) emit no 'exit'.
+      if (child.pid === undefined) {
+        this.doom ??= new FnError('INIT_FAILED', `microVM ${this.id} could not start: ${err.message}`, { cause: err });
+        this.finish(null, null);
+      }
+    });
+    child.on('exit', (code, signal) => this.onChildExit(code, signal));
+    child.on('close', (code, signal) => this.finish(code, signal));
+    readLines(child.stdout!, (line) => this.line('stdout', line));
+    readLines(child.stderr!, (line) => this.line('stderr', line));
+    const channel = child.stdio[3] as Socket;
+    this.channel = channel;
+    channel.on('error', () => {});
+    const decoder = new FrameDecoder((frame) => this.onFrame(frame, t0));
+    channel.on('data', (chunk: Buffer) => {
+      try {
+        decoder.push(chunk);
+      } catch (err) {
+        this.terminate(new FnError('FUNCTION_CRASHED', `microVM ${this.id}: channel protocol error: ${(err as Error).message}`));
+      }
+    });
+    const initTimer = setTimeout(() => {
+      this.terminate(new FnError('INIT_TIMEOUT', `init did not finish within ${+seconds(config.initTimeoutMs)}s`));
+    }, config.initTimeoutMs);
+    return booted.finally(() => clearTimeout(initTimer));
+  }
+
+  private onFrame(frame: Frame, t0: number): void {
+    switch (frame.type) {
+      case FrameType.RESPONSE: {
+        const p = this.settle(frame.id);
+        if (!p) return;
+        const meta = frame.meta as ResponseMeta;
+        this.rssBytes = meta.rssBytes;
+        p.resolve({ status: meta.status, headers: meta.headers, body: frame.payload, handlerMs: meta.handlerMs, rssBytes: meta.rssBytes });
+        return;
+      }
+      case FrameType.ERROR: {
+        const p = this.settle(frame.id);
+        if (!p) return;
+        const meta = frame.meta as ErrorMeta;
+        this.rssBytes = meta.rssBytes;
+        const details: Record<string, unknown> = { ...meta.details, handlerMs: meta.handlerMs };
+        if (meta.stack) details.stack = meta.stack;
+        p.reject(FnError.fromPayload({ code: meta.code, message: meta.message, details }));
+        return;
+      }
+      case FrameType.READY: {
+        const meta = frame.meta as ReadyMeta;
+        if (this.lifecycle.state !== 'booting' && this.lifecycle.state !== 'restoring') return;
+        this.ready = { pid: this.child!.pid!, style: meta.style, initMs: meta.initMs, bootMs: performance.now() - t0, restored: meta.restored };
+        this.lifecycle.to('idle');
+        this.lastUsedAt = Date.now();
+        this.deps.log?.debug({ instance: this.id, ...this.ready }, 'microVM ready');
+        this.bootSettle?.resolve();
+        return;
+      }
+      case FrameType.INIT_ERROR: {
+        const meta = frame.meta as ErrorMeta;
+        // The function's frames are what its author needs; node's own module-loading frames are noise.
+        const stack = meta.stack?.split('\n').filter((l) => !/^\s+at (.*\()?node:internal\//.test(l)).join('\n');
+        const message = meta.code === 'INIT_FAILED' ? `init failed: ${stack ?? meta.message}` : meta.message;
+        this.initError = FnError.fromPayload({ code: meta.code, message, details: meta.stack ? { stack: meta.stack } : {} });
+        // The guest exits by itself after sending this; make sure of it.
+        setTimeout(() => this.signalGroup('SIGKILL'), 2000).unref();
+        return;
+      }
+    }
+  }
+
+  /** Take request `id` out of flight: the state goes back to idle when it was the last one. */
+  private settle(id: number): Pending | undefined {
+    const p = this.pending.get(id);
+    if (!p) return undefined;
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    this.lastUsedAt = Date.now();
+    if (this.pending.size === 0 && this.lifecycle.state === 'busy') this.lifecycle.to('idle');
+    return p;
+  }
+
+  /** Run one request in the guest. Rejects with an FnError (FUNCTION_ERROR, _TIMEOUT, _CRASHED, OUT_OF_MEMORY, …). */
+  invoke(req: InvokeRequest): Promise<InvokeResult> {
+    const state = this.lifecycle.state;
+    if (state !== 'idle' && state !== 'busy') {
+      return Promise.reject(new FnError('NOT_ALLOWED_IN_STATE', `microVM ${this.id}: cannot invoke while ${state}`));
+    }
+    if (this.pending.size >= this.config.concurrency) {
+      return Promise.reject(new FnError('THROTTLED', `microVM ${this.id} already serves ${this.config.concurrency} requests`));
+    }
+    const id = this.nextId;
+    this.nextId = id >= 0xffffffff ? 1 : id + 1;
+    if (state === 'idle') this.lifecycle.to('busy');
+    this.invocations++;
+    this.lastUsedAt = Date.now();
+    const timeoutMs = this.config.timeoutMs;
+    return new Promise<InvokeResult>((resolve, reject) => {
+      const timer = setTimeout(this.onTimeout, timeoutMs, id);
+      timer.unref();
+      this.pending.set(id, new Pending(req.requestId, resolve, reject, timer));
+      // Invokes started in the same tick (a burst of responses that each start the next request)
+      // leave in one write: one syscall per burst instead of one per request.
+      const channel = this.channel!;
+      if (!this.corked) {
+        this.corked = true;
+        channel.cork();
+        process.nextTick(this.uncork);
+      }
+      const { requestId, method, path, query, headers, sourceIp } = req;
+      writeFrame(channel, FrameType.INVOKE, id, { requestId, method, path, query, headers, timeoutMs, sourceIp }, req.body);
+    });
+  }
+
+  private timeout(id: number): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    const limit = seconds(this.config.timeoutMs);
+    p.reject(new FnError('FUNCTION_TIMEOUT', `function timed out after ${limit} seconds`, { details: { instance: this.id } }));
+    // A handler that ran over may hold anything: the only safe way on is a fresh microVM.
+    this.terminate(new FnError('FUNCTION_CRASHED', `microVM ${this.id} was stopped because request ${p.requestId} timed out after ${limit} seconds`));
+  }
+
+  /** Kill the whole process group now; in-flight requests will fail with `error`. */
+  private terminate(error: FnError, endAs: 'stopped' | 'failed' = 'failed'): void {
+    this.endAs ??= endAs;
+    this.doom ??= error;
+    if (this.lifecycle.can('stopping')) this.lifecycle.to('stopping');
+    this.signalGroup('SIGKILL');
+  }
+
+  /** Graceful: the guest finishes what is in flight, then exits; SIGKILL after `graceMs`. */
+  stop(graceMs = 5000): Promise<void> {
+    const done = this.exited.then(() => undefined);
+    if (this.finished || this.lifecycle.state === 'stopping') return done;
+    const state = this.lifecycle.state;
+    if (state === 'idle' || state === 'busy' || state === 'paused') {
+      this.endAs ??= 'stopped';
+      this.lifecycle.to('stopping');
+      if (state === 'paused') this.signalGroup('SIGCONT');
+      writeFrame(this.channel!, FrameType.SHUTDOWN, 0, {});
+      const t = setTimeout(() => {
+        this.doom ??= new FnError('FUNCTION_CRASHED', `microVM ${this.id} was stopped: requests still in flight after ${seconds(graceMs)} seconds`);
+        this.signalGroup('SIGKILL');
+      }, graceMs);
+      return done.finally(() => clearTimeout(t));
+    }
+    this.terminate(new FnError('UNAVAILABLE', `microVM ${this.id} was stopped during init`), 'stopped');
+    return done;
+  }
+
+  /** Immediate: SIGKILL the process group; in-flight requests fail with FUNCTION_CRASHED naming `reason`. */
+  kill(reason: string): Promise<void> {
+    if (!this.finished) {
+      const booting = !this.ready;
+      this.terminate(new FnError(booting ? 'UNAVAILABLE' : 'FUNCTION_CRASHED', `microVM ${this.id} was killed${booting ? ' during init' : ''}: ${reason}`), 'stopped');
+    }
+    return this.exited.then(() => undefined);
+  }
+
+  info(): InstanceInfo {
+    const { id, config, start, createdAt, lastUsedAt, invocations, rssBytes } = this;
+    const { functionName, version } = config;
+    return { id, functionName, version, state: this.state, start, pid: this.pid, createdAt, lastUsedAt, inflight: this.inflight, invocations, rssBytes };
+  }
+
+  private signalGroup(signal: NodeJS.Signals): void {
+    const pid = this.child?.pid;
+    if (pid === undefined || this.groupGone) return;
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // ESRCH: the group is already gone.
+    }
+  }
+
+  private onChildExit(code: number | null, signal: NodeJS.Signals | null): void {
+    // Take down whatever the function started, while the group id cannot have been reused yet.
+    this.signalGroup('SIGKILL');
+    this.groupGone = true;
+    // Refuse new requests at once; the final state comes with 'close'.
+    if (this.lifecycle.can('stopping')) this.lifecycle.to('stopping');
+    // 'close' follows once stdout/stderr/channel drain; if something escaped the group and holds
+    // them open, stop waiting.
+    this.exitTimer = setTimeout(() => {
+      for (const s of this.child?.stdio ?? []) (s as Readable | null)?.destroy();
+      this.finish(code, signal);
+    }, 1000);
+  }
+
+  private finish(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.exitTimer);
+    const how = signal ? `signal ${signal}` : `code ${code}`;
+    const details = { code, signal, stderr: [...this.stderrTail] };
+    // What in-flight requests fail with: why we killed it, else what the guest died of.
+    const error = this.doom ?? (this.sawOom ? new FnError('OUT_OF_MEMORY', `function ran out of memory (limit ${this.config.memoryMib} MiB)`, { details }) : undefined);
+    if (this.pending.size > 0) {
+      // The first line of the last record ("Uncaught Exception Error: boom"), not its whole stack.
+      const last = this.stderrTail.findLast((l) => l.trim() !== '')?.split('\n', 1)[0]!.replaceAll('\t', ' ').slice(0, 500);
+      const crash = error ?? new FnError('FUNCTION_CRASHED', `microVM ${this.id} exited with ${how}${last ? `: ${last}` : ''}`, { details });
+      for (const p of this.pending.values()) {
+        clearTimeout(p.timer);
+        p.reject(crash);
+      }
+      this.pending.clear();
+    }
+    if (!this.ready) {
+      const passOn = error && ['INIT_TIMEOUT', 'UNAVAILABLE', 'INIT_FAILED'].includes(error.code);
+      const tail = this.stderrTail.length ? `:\n${this.stderrTail.join('\n')}` : '';
+      this.bootSettle?.reject(
+        this.initError ??
+          (passOn
+            ? error
+            : new FnError('INIT_FAILED', this.sawOom ? `init ran out of memory (limit ${this.config.memoryMib} MiB)` : `microVM ${this.id} exited during init with ${how}${tail}`, { details })),
+      );
+    }
+    const end = this.endAs ?? 'failed';
+    if (!isFinal(this.lifecycle.state)) {
+      if (this.lifecycle.can('stopping')) this.lifecycle.to('stopping');
+      this.lifecycle.to(end);
+    }
+    const child = this.child;
+    if (child) {
+      child.removeAllListeners();
+      for (const s of child.stdio as (Readable | null)[]) {
+        s?.removeAllListeners();
+        s?.on('error', () => {});
+        s?.destroy();
+      }
+    }
+    const info: ExitInfo = { id: this.id, state: end, code, signal };
+    // After a clean stop there is nothing to report; after a crash, what the guest died of.
+    const reported = error ?? (end === 'stopped' ? undefined : new FnError('FUNCTION_CRASHED', `microVM ${this.id} exited with ${how}`, { details }));
+    if (reported) info.error = reported;
+    this.deps.log?.debug({ instance: this.id, code, signal, state: end, error: reported?.message }, 'microVM exited');
+    this.resolveExited(info);
+    this.emit('exit', info);
+  }
+
+  private line(stream: 'stdout' | 'stderr', line: string): void {
+    const parsed = parseConsoleLine(line);
+    if (stream === 'stderr') {
+      // Seen as it passes: V8's native stack after the message can push it out of the tail.
+      if (!this.sawOom && OOM_RE.test(line)) this.sawOom = true;
+      if (this.stderrTail.length >= STDERR_TAIL) this.stderrTail.shift();
+      this.stderrTail.push(parsed.message);
+    }
+    const { functionName, version } = this.config;
+    const { requestId, level, message } = parsed;
+    this.deps.sink.record({ time: Date.now(), functionName, version, instance: this.id, stream, requestId, level, message });
+  }
+}

@@ -1,0 +1,379 @@
+// The microVMs of one function version. A request takes, in order: a free warm microVM, a new one
+// (up to `max`), or a place in a bounded queue; past the queue's length or its wait limit it is
+// throttled. Idle microVMs above `min` are reaped after `idle`. The pool owns no process itself:
+// microVMs come from an injected factory, so tests can drive it with small honest doubles.
+import type { Logger } from '../core/log.js';
+import type { Clock, Timer } from '../core/clock.js';
+import { FnError } from '../core/errors.js';
+import type {
+  BootInfo,
+  ConsoleSink,
+  InstanceInfo,
+  InvokeRequest,
+  InvokeResult,
+  MicroVmConfig,
+  NetworkMode,
+  StartKind,
+} from './types.js';
+
+/** What the pool needs of a microVM. */
+export interface PoolVm {
+  readonly id: string;
+  readonly bootInfo: BootInfo;
+  invoke(req: InvokeRequest): Promise<InvokeResult>;
+  stop(graceMs?: number): Promise<void>;
+  kill(reason: string): void;
+  onExit(listener: () => void): void;
+  info(): InstanceInfo;
+}
+
+export type VmFactory = (config: MicroVmConfig) => Promise<PoolVm>;
+
+export interface PoolSpec {
+  functionName: string;
+  version: number;
+  bundlePath: string;
+  memoryMib: number;
+  timeoutMs: number;
+  concurrency: number;
+  min: number;
+  max: number;
+  idleMs: number;
+  env: Record<string, string>;
+  network: NetworkMode;
+}
+
+export interface PoolOptions {
+  spec: PoolSpec;
+  factory: VmFactory;
+  clock: Clock;
+  log: Logger;
+  sink: ConsoleSink;
+  initTimeoutMs: number;
+  queueWaitMs: number;
+  queueLength: number;
+}
+
+/** How one request got its microVM; the gateway turns it into headers. */
+export interface Lease {
+  instance: string;
+  start: StartKind;
+  queueMs: number;
+  /** Set when this request waited for the microVM to boot: Lambda's Init Duration. */
+  initMs?: number;
+  /** Boot time as the host measured it (spawn to ready), when this request waited for it. */
+  bootMs?: number;
+}
+
+export interface PoolInvokeResult {
+  result: InvokeResult;
+  lease: Lease;
+}
+
+interface Entry {
+  vm: PoolVm;
+  inflight: number;
+  lastUsedAt: number;
+  invocations: number;
+  maxRssBytes: number;
+  /** The first invocation's REPORT line carries the init duration. */
+  reportedInit: boolean;
+  alive: boolean;
+}
+
+interface Waiter {
+  resolve(entry: Entry, lease: Omit<Lease, 'instance'>): void;
+  reject(err: unknown): void;
+  enqueuedAt: number;
+  timer: Timer | undefined;
+}
+
+let vmSeq = 0;
+
+export class Pool {
+  private readonly entries: Entry[] = [];
+  private readonly waiters: Waiter[] = [];
+  private booting = 0;
+  private draining = false;
+  private reapTimer: Timer | undefined;
+  private reapAt = Infinity;
+  private idleListeners: (() => void)[] = [];
+
+  constructor(private readonly options: PoolOptions) {}
+
+  get spec(): PoolSpec {
+    return this.options.spec;
+  }
+
+  /** Run one request on a microVM of this pool. */
+  async invoke(req: InvokeRequest): Promise<PoolInvokeResult> {
+    const { entry, lease } = await this.acquire();
+    try {
+      const result = await entry.vm.invoke(req);
+      this.report(entry, req.requestId, result.handlerMs, result.rssBytes, lease);
+      return { result, lease };
+    } catch (err) {
+      if (err instanceof FnError && err.details?.handlerMs !== undefined) {
+        this.report(entry, req.requestId, Number(err.details.handlerMs), Number(err.details.rssBytes ?? 0), lease);
+      }
+      throw err;
+    } finally {
+      this.release(entry);
+    }
+  }
+
+  private acquire(): Promise<{ entry: Entry; lease: Lease }> {
+    if (this.draining) {
+      return Promise.reject(new FnError('UNAVAILABLE', `${this.label} is being replaced; retry`));
+    }
+    if (this.waiters.length === 0) {
+      const free = this.findFree();
+      if (free) {
+        free.inflight++;
+        return Promise.resolve({ entry: free, lease: { instance: free.vm.id, start: 'warm', queueMs: 0 } });
+      }
+    }
+    const { queueLength, queueWaitMs, clock } = this.options;
+    if (this.waiters.length >= queueLength && !this.canBoot()) {
+      return Promise.reject(this.throttled(`queue of ${queueLength} is full`));
+    }
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        enqueuedAt: clock.monotonic(),
+        timer: undefined,
+        resolve: (entry, lease) => resolve({ entry, lease: { ...lease, instance: entry.vm.id } }),
+        reject,
+      };
+      waiter.timer = clock.setTimeout(() => {
+        const i = this.waiters.indexOf(waiter);
+        if (i < 0) return;
+        this.waiters.splice(i, 1);
+        reject(this.throttled(`no microVM was free within ${queueWaitMs} ms`));
+      }, queueWaitMs);
+      this.waiters.push(waiter);
+      this.pump();
+    });
+  }
+
+  private throttled(why: string): FnError {
+    return new FnError('THROTTLED', `${this.label} is at its limit of ${this.spec.max} microVMs × ${this.spec.concurrency} concurrent requests: ${why}`, {
+      details: { retryAfterSeconds: 1 },
+    });
+  }
+
+  private get label(): string {
+    return `function ${this.spec.functionName} version ${this.spec.version}`;
+  }
+
+  private canBoot(): boolean {
+    return !this.draining && this.entries.length + this.booting < this.spec.max;
+  }
+
+  /** The most recently used microVM with room, so that the others go idle and can be reaped. */
+  private findFree(): Entry | undefined {
+    let best: Entry | undefined;
+    for (const e of this.entries) {
+      if (e.alive && e.inflight < this.spec.concurrency && (!best || e.lastUsedAt > best.lastUsedAt)) best = e;
+    }
+    return best;
+  }
+
+  /** Hand free microVMs to waiters in order; boot new ones for the rest while there is room. */
+  private pump(): void {
+    while (this.waiters.length > 0) {
+      const free = this.findFree();
+      if (free) {
+        const waiter = this.waiters.shift()!;
+        waiter.timer?.cancel();
+        free.inflight++;
+        waiter.resolve(free, { start: 'warm', queueMs: this.options.clock.monotonic() - waiter.enqueuedAt });
+        continue;
+      }
+      if (!this.canBoot()) break;
+      const waiter = this.waiters.shift()!;
+      waiter.timer?.cancel();
+      this.bootFor(waiter);
+    }
+    if (this.draining) this.checkDrained();
+  }
+
+  private bootFor(waiter: Waiter | undefined): void {
+    this.booting++;
+    const started = this.options.clock.monotonic();
+    this.boot().then(
+      (entry) => {
+        this.booting--;
+        if (waiter) {
+          entry.inflight++;
+          const info = entry.vm.bootInfo;
+          waiter.resolve(entry, {
+            start: info.restored ? 'restore' : 'cold',
+            queueMs: started - waiter.enqueuedAt,
+            initMs: info.initMs,
+            bootMs: this.options.clock.monotonic() - started,
+          });
+        }
+        this.pump();
+        if (!waiter) this.armReaper();
+      },
+      (err: unknown) => {
+        this.booting--;
+        if (waiter) waiter.reject(err);
+        else this.options.log.warn({ fn: this.spec.functionName, version: this.spec.version, err }, 'microVM failed to start');
+        this.pump();
+      },
+    );
+  }
+
+  private async boot(): Promise<Entry> {
+    const { spec, clock } = this.options;
+    const config: MicroVmConfig = {
+      id: `vm-${spec.functionName}-${spec.version}-${(++vmSeq).toString(36)}${Math.random().toString(36).slice(2, 6)}`,
+      functionName: spec.functionName,
+      version: spec.version,
+      vcpus: 1,
+      memoryMib: spec.memoryMib,
+      network: spec.network,
+      rootfs: { bundlePath: spec.bundlePath },
+      env: spec.env,
+      timeoutMs: spec.timeoutMs,
+      initTimeoutMs: this.options.initTimeoutMs,
+      concurrency: spec.concurrency,
+    };
+    const vm = await this.options.factory(config);
+    const entry: Entry = {
+      vm,
+      inflight: 0,
+      lastUsedAt: clock.now(),
+      invocations: 0,
+      maxRssBytes: 0,
+      reportedInit: false,
+      alive: true,
+    };
+    vm.onExit(() => this.forget(entry));
+    this.entries.push(entry);
+    return entry;
+  }
+
+  private forget(entry: Entry): void {
+    entry.alive = false;
+    const i = this.entries.indexOf(entry);
+    if (i >= 0) this.entries.splice(i, 1);
+    this.ensureMin();
+    this.pump();
+  }
+
+  private release(entry: Entry): void {
+    entry.inflight--;
+    entry.invocations++;
+    entry.lastUsedAt = this.options.clock.now();
+    if (this.waiters.length > 0) this.pump();
+    if (entry.inflight === 0) {
+      if (this.draining) this.checkDrained();
+      else this.armReaper();
+    }
+  }
+
+  /** One REPORT record per invocation, in the form of Lambda's. */
+  private report(entry: Entry, requestId: string, handlerMs: number, rssBytes: number, lease: Lease): void {
+    if (rssBytes > entry.maxRssBytes) entry.maxRssBytes = rssBytes;
+    let message =
+      `REPORT RequestId: ${requestId}\tDuration: ${handlerMs.toFixed(2)} ms\tBilled Duration: ${Math.max(1, Math.ceil(handlerMs))} ms` +
+      `\tMemory Size: ${this.spec.memoryMib} MB\tMax Memory Used: ${Math.ceil(entry.maxRssBytes / (1024 * 1024))} MB`;
+    const startMs = lease.bootMs ?? lease.initMs;
+    if (!entry.reportedInit && startMs !== undefined) {
+      entry.reportedInit = true;
+      message += `\t${lease.start === 'restore' ? 'Restore' : 'Init'} Duration: ${startMs.toFixed(2)} ms`;
+    }
+    this.options.sink.record({
+      time: this.options.clock.now(),
+      functionName: this.spec.functionName,
+      version: this.spec.version,
+      instance: entry.vm.id,
+      stream: 'stdout',
+      requestId,
+      level: 'REPORT',
+      message,
+    });
+  }
+
+  /** Keep `min` microVMs running. */
+  ensureMin(): void {
+    while (!this.draining && this.entries.length + this.booting < this.spec.min) this.bootFor(undefined);
+  }
+
+  private armReaper(): void {
+    const { clock, spec } = this.options;
+    if (this.entries.length <= spec.min) return;
+    let earliest = Infinity;
+    for (const e of this.entries) if (e.inflight === 0 && e.lastUsedAt < earliest) earliest = e.lastUsedAt;
+    if (earliest === Infinity) return;
+    const at = earliest + spec.idleMs;
+    if (this.reapTimer && this.reapAt <= at) return;
+    this.reapTimer?.cancel();
+    this.reapAt = at;
+    this.reapTimer = clock.setTimeout(() => this.reap(), Math.max(0, at - clock.now()));
+  }
+
+  /** Stop microVMs idle for `idle`, least recently used first, down to `min`. */
+  private reap(): void {
+    this.reapTimer = undefined;
+    this.reapAt = Infinity;
+    const { clock, spec, log } = this.options;
+    const now = clock.now();
+    const idle = this.entries
+      .filter((e) => e.inflight === 0 && now - e.lastUsedAt >= spec.idleMs)
+      .sort((a, b) => a.lastUsedAt - b.lastUsedAt);
+    let excess = this.entries.length - spec.min;
+    for (const e of idle) {
+      if (excess <= 0) break;
+      excess--;
+      e.alive = false;
+      this.entries.splice(this.entries.indexOf(e), 1);
+      log.debug({ fn: spec.functionName, version: spec.version, instance: e.vm.id }, 'reaping idle microVM');
+      void e.vm.stop();
+    }
+    this.armReaper();
+  }
+
+  /** Stop taking requests, let what is queued and in flight finish, then stop every microVM. */
+  drain(graceMs: number): Promise<void> {
+    this.draining = true;
+    this.reapTimer?.cancel();
+    return new Promise<void>((resolve) => {
+      const timer = this.options.clock.setTimeout(() => finish(), graceMs);
+      const finish = () => {
+        timer.cancel();
+        this.idleListeners = [];
+        for (const w of this.waiters.splice(0)) {
+          w.timer?.cancel();
+          w.reject(new FnError('UNAVAILABLE', `${this.label} was stopped before a microVM was free`));
+        }
+        const entries = this.entries.splice(0);
+        for (const e of entries) e.alive = false;
+        void Promise.all(entries.map((e) => e.vm.stop(Math.max(0, graceMs)))).then(() => resolve());
+      };
+      this.idleListeners.push(finish);
+      this.checkDrained();
+    });
+  }
+
+  private checkDrained(): void {
+    if (this.waiters.length > 0 || this.booting > 0) return;
+    for (const e of this.entries) if (e.inflight > 0) return;
+    const listeners = this.idleListeners;
+    this.idleListeners = [];
+    for (const l of listeners) l();
+  }
+
+  instances(): InstanceInfo[] {
+    return this.entries.map((e) => e.vm.info());
+  }
+
+  counts(): { starting: number; idle: number; busy: number; queued: number } {
+    let idle = 0;
+    let busy = 0;
+    for (const e of this.entries) (e.inflight > 0 ? busy++ : idle++);
+    return { starting: this.booting, idle, busy, queued: this.waiters.length };
+  }
+}
