@@ -270,7 +270,7 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
       if (!this.corked) {
         this.corked = true;
         channel.cork();
-        process.nextTick(this.uncork);
+        setImmediate(this.uncork);
       }
       const { requestId, method, path, query, headers, sourceIp } = req;
       writeFrame(channel, FrameType.INVOKE, id, { requestId, method, path, query, headers, timeoutMs, sourceIp }, req.body);
