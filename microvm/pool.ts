@@ -200,11 +200,10 @@ export class Pool {
   private bootFor(waiter: Waiter | undefined): void {
     this.booting++;
     const started = this.options.clock.monotonic();
-    this.boot().then(
+    this.boot(waiter !== undefined).then(
       (entry) => {
         this.booting--;
         if (waiter) {
-          entry.inflight++;
           const info = entry.vm.bootInfo;
           waiter.resolve(entry, {
             start: info.restored ? 'restore' : 'cold',
@@ -225,7 +224,8 @@ export class Pool {
     );
   }
 
-  private async boot(): Promise<Entry> {
+  /** Start a microVM; a reserved one is already counted busy for the request that started it. */
+  private async boot(reserved: boolean): Promise<Entry> {
     const { spec, clock } = this.options;
     const config: MicroVmConfig = {
       id: `vm-${spec.functionName}-${spec.version}-${(++vmSeq).toString(36)}${Math.random().toString(36).slice(2, 6)}`,
@@ -243,7 +243,8 @@ export class Pool {
     const vm = await this.options.factory(config);
     const entry: Entry = {
       vm,
-      inflight: 0,
+      // Claimed before it becomes visible to findFree(), so no queued request can take it first.
+      inflight: reserved ? 1 : 0,
       lastUsedAt: clock.now(),
       invocations: 0,
       maxRssBytes: 0,

@@ -1,0 +1,214 @@
+// The pool's rules with a fake clock and small honest microVM doubles: reuse, max, the bounded
+// queue and its wait limit, throttling, idle reaping down to min, crash handling, drain.
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../core/clock.js';
+import { silentLogger } from '../../core/log.js';
+import { FnError } from '../../core/errors.js';
+import { Pool, type PoolSpec, type PoolVm } from '../../microvm/pool.js';
+import type { ConsoleRecord, InstanceInfo, InvokeRequest, InvokeResult, MicroVmConfig } from '../../microvm/types.js';
+
+/** A microVM double: invocations stay pending until the test finishes them. */
+class FakeVm implements PoolVm {
+  readonly bootInfo = { pid: 1, style: 'fetch' as const, initMs: 5, bootMs: 7, restored: false };
+  readonly pending: { req: InvokeRequest; resolve: (r: InvokeResult) => void; reject: (e: unknown) => void }[] = [];
+  stopped = false;
+  private exitListeners: (() => void)[] = [];
+
+  constructor(readonly id: string) {}
+
+  invoke(req: InvokeRequest): Promise<InvokeResult> {
+    return new Promise((resolve, reject) => this.pending.push({ req, resolve, reject }));
+  }
+
+  finish(index = 0): void {
+    const [p] = this.pending.splice(index, 1);
+    p!.resolve({ status: 200, headers: [], body: Buffer.from(this.id), handlerMs: 1, rssBytes: 40 * 1024 * 1024 });
+  }
+
+  crash(): void {
+    for (const p of this.pending.splice(0)) p.reject(new FnError('FUNCTION_CRASHED', 'gone'));
+    for (const l of this.exitListeners) l();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const l of this.exitListeners) l();
+  }
+
+  kill(): void {
+    void this.stop();
+  }
+
+  onExit(listener: () => void): void {
+    this.exitListeners.push(listener);
+  }
+
+  info(): InstanceInfo {
+    return { id: this.id, functionName: 'f', version: 1, state: 'idle', start: 'cold', pid: 1, createdAt: 0, lastUsedAt: 0, inflight: this.pending.length, invocations: 0, rssBytes: 0 };
+  }
+}
+
+function setup(spec: Partial<PoolSpec> = {}, options: { queueLength?: number; queueWaitMs?: number } = {}) {
+  const clock = new FakeClock(1_000_000);
+  const vms: FakeVm[] = [];
+  const records: ConsoleRecord[] = [];
+  let bootGate: Promise<void> = Promise.resolve();
+  const pool = new Pool({
+    spec: { functionName: 'f', version: 1, bundlePath: '/b', memoryMib: 128, timeoutMs: 1000, concurrency: 1, min: 0, max: 3, idleMs: 60_000, env: {}, network: 'host', ...spec },
+    factory: async (config: MicroVmConfig) => {
+      await bootGate;
+      const vm = new FakeVm(config.id);
+      vms.push(vm);
+      return vm;
+    },
+    clock,
+    log: silentLogger(),
+    sink: { record: (r) => records.push(r) },
+    initTimeoutMs: 1000,
+    queueWaitMs: options.queueWaitMs ?? 500,
+    queueLength: options.queueLength ?? 10,
+  });
+  return { pool, clock, vms, records, holdBoots: (p: Promise<void>) => (bootGate = p) };
+}
+
+const req = (n = 0): InvokeRequest => ({ requestId: `r${n}`, method: 'GET', path: '/', query: '', headers: [], body: Buffer.alloc(0), sourceIp: '' });
+const flush = () => new Promise((r) => setImmediate(r));
+
+describe('Pool', () => {
+  it('boots a microVM for the first request and reuses it warm', async () => {
+    const { pool, vms } = setup();
+    const first = pool.invoke(req(1));
+    await flush();
+    expect(vms).toHaveLength(1);
+    vms[0]!.finish();
+    const r1 = await first;
+    expect(r1.lease.start).toBe('cold');
+    expect(r1.lease.initMs).toBe(5);
+    const second = pool.invoke(req(2));
+    await flush();
+    vms[0]!.finish();
+    const r2 = await second;
+    expect(r2.lease.start).toBe('warm');
+    expect(r2.lease.instance).toBe(r1.lease.instance);
+    expect(vms).toHaveLength(1);
+  });
+
+  it('writes a REPORT record per invocation, with the init duration on the first only', async () => {
+    const { pool, vms, records } = setup();
+    const a = pool.invoke(req(1));
+    await flush();
+    vms[0]!.finish();
+    await a;
+    const b = pool.invoke(req(2));
+    await flush();
+    vms[0]!.finish();
+    await b;
+    const reports = records.filter((r) => r.level === 'REPORT');
+    expect(reports).toHaveLength(2);
+    expect(reports[0]!.message).toMatch(/^REPORT RequestId: r1\tDuration: 1\.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 40 MB\tInit Duration: [\d.]+ ms$/);
+    expect(reports[1]!.message).not.toMatch(/Init Duration/);
+  });
+
+  it('starts at most max microVMs, queues the rest and serves them as microVMs free up', async () => {
+    const { pool, vms } = setup({ max: 2 });
+    const calls = [0, 1, 2, 3].map((n) => pool.invoke(req(n)));
+    await flush();
+    expect(vms).toHaveLength(2);
+    expect(pool.counts()).toMatchObject({ busy: 2, queued: 2 });
+    vms[0]!.finish();
+    await flush();
+    vms[1]!.finish();
+    await flush();
+    vms[0]!.finish();
+    vms[1]!.finish();
+    const results = await Promise.all(calls);
+    expect(results.map((r) => r.lease.start).sort()).toEqual(['cold', 'cold', 'warm', 'warm']);
+  });
+
+  it('throttles when the queue is full, and when a queued request waits past its limit', async () => {
+    const { pool, vms, clock } = setup({ max: 1 }, { queueLength: 1, queueWaitMs: 500 });
+    const running = pool.invoke(req(0));
+    await flush();
+    const queued = pool.invoke(req(1));
+    await expect(pool.invoke(req(2))).rejects.toMatchObject({ code: 'THROTTLED' });
+    clock.advance(499);
+    expect(pool.counts().queued).toBe(1);
+    clock.advance(1);
+    await expect(queued).rejects.toMatchObject({ code: 'THROTTLED', details: { retryAfterSeconds: 1 } });
+    vms[0]!.finish();
+    await running;
+  });
+
+  it('serves `concurrency` requests on one microVM at once', async () => {
+    const { pool, vms } = setup({ concurrency: 3, max: 1 });
+    const first = pool.invoke(req(0));
+    await flush();
+    const more = [1, 2].map((n) => pool.invoke(req(n)));
+    await flush();
+    expect(vms).toHaveLength(1);
+    expect(vms[0]!.pending).toHaveLength(3);
+    vms[0]!.finish();
+    vms[0]!.finish();
+    vms[0]!.finish();
+    await Promise.all([first, ...more]);
+  });
+
+  it('reaps microVMs idle for `idle`, least recently used first, down to min', async () => {
+    const { pool, vms, clock } = setup({ max: 3, min: 1, idleMs: 60_000 });
+    const calls = [0, 1, 2].map((n) => pool.invoke(req(n)));
+    await flush();
+    expect(vms).toHaveLength(3);
+    vms[2]!.finish();
+    await flush();
+    clock.advance(10_000);
+    vms[0]!.finish();
+    await flush();
+    clock.advance(10_000);
+    vms[1]!.finish();
+    await Promise.all(calls);
+    clock.advance(40_000); // vm 2 idle for 60 s
+    expect(vms.map((v) => v.stopped)).toEqual([false, false, true]);
+    clock.advance(10_000); // vm 0 idle for 60 s
+    expect(vms.map((v) => v.stopped)).toEqual([true, false, true]);
+    clock.advance(60_000); // min 1 keeps vm 1
+    expect(vms.map((v) => v.stopped)).toEqual([true, false, true]);
+    expect(pool.instances()).toHaveLength(1);
+  });
+
+  it('drops a crashed microVM and boots a new one for the next request', async () => {
+    const { pool, vms } = setup();
+    const a = pool.invoke(req(0));
+    await flush();
+    vms[0]!.crash();
+    await expect(a).rejects.toMatchObject({ code: 'FUNCTION_CRASHED' });
+    const b = pool.invoke(req(1));
+    await flush();
+    expect(vms).toHaveLength(2);
+    vms[1]!.finish();
+    expect((await b).lease.start).toBe('cold');
+  });
+
+  it('keeps min microVMs started', async () => {
+    const { pool, vms } = setup({ min: 2 });
+    pool.ensureMin();
+    await flush();
+    expect(vms).toHaveLength(2);
+    vms[0]!.crash();
+    await flush();
+    expect(vms).toHaveLength(3);
+  });
+
+  it('drain lets in-flight requests finish, then stops every microVM and refuses new ones', async () => {
+    const { pool, vms, clock } = setup();
+    const a = pool.invoke(req(0));
+    await flush();
+    const drained = pool.drain(5000);
+    await expect(pool.invoke(req(1))).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    expect(vms[0]!.stopped).toBe(false);
+    vms[0]!.finish();
+    await a;
+    await drained;
+    expect(vms[0]!.stopped).toBe(true);
+    clock.advance(10_000);
+  });
+});
