@@ -101,19 +101,30 @@ targetOptions(program.command('deploy'))
     const settings = { ...(pkg.settings ?? {}), ...flags, ...(pkg.settings?.env || flags.env ? { env: { ...pkg.settings?.env, ...flags.env } } : {}) };
     resolveSettings(settings);
     const fnName = name ?? validateName(pkg.name);
-    progress(`deploying ${fnName}: running its initialisation…`);
+    progress(`deploying ${fnName}: running its initialisation${settings.snapshot === 'off' ? '' : ' and taking its snapshot'}…`);
     const result = await api<DeployResponse>(target, 'POST', `/api/functions/${fnName}/versions`, {
       bundle: pkg.bundle.toString('base64'),
       settings,
     });
     print(Boolean(opts.json), result, () => {
       console.log(`${result.unchanged ? 'unchanged' : 'deployed'} ${result.name} version ${result.version} (${result.hash.slice(0, 12)})`);
-      const snap = result.snapshot;
-      console.log(`  snapshot: ${snap.status}${snap.reason ? ` (${snap.reason})` : ''}`);
+      console.log(`  snapshot: ${describeSnapshot(result.snapshot)}`);
       console.log(`  init:     ${result.initMs.toFixed(1)} ms, ${result.style} handler`);
       console.log(`  url:      ${result.url}`);
     });
   });
+
+interface SnapshotView {
+  status: string;
+  reason?: string;
+  blobBytes?: number;
+  buildMs?: number;
+}
+
+function describeSnapshot(s: SnapshotView): string {
+  if (s.status === 'ready') return `ready (${((s.blobBytes ?? 0) / (1024 * 1024)).toFixed(1)} MB, taken in ${Math.round(s.buildMs ?? 0)} ms)`;
+  return `${s.status}${s.reason ? ` (${s.reason})` : ''}`;
+}
 
 interface DeployResponse {
   name: string;
@@ -122,7 +133,7 @@ interface DeployResponse {
   unchanged: boolean;
   style: string;
   initMs: number;
-  snapshot: { status: string; reason?: string };
+  snapshot: SnapshotView;
   url: string;
 }
 

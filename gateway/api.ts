@@ -103,6 +103,11 @@ export function createApi({ platform, token, log, baseUrl }: ApiOptions): Hono {
     return c.json({ name, instances });
   });
 
+  app.delete('/api/functions/:name/instances', async (c) => {
+    const name = c.req.param('name');
+    return c.json({ name, stopped: await platform.stopInstances(name) });
+  });
+
   app.get('/api/functions/:name/logs', (c) => {
     const name = c.req.param('name');
     platform.describe(name);

@@ -5,16 +5,23 @@ import path from 'node:path';
 import { mkdirSync } from 'node:fs';
 import type { Logger } from '../core/log.js';
 import { systemClock, type Clock } from '../core/clock.js';
-import { FnError } from '../core/errors.js';
+import { FnError, toFnError } from '../core/errors.js';
 import type { PlatformConfig } from '../core/config.js';
 import { Metrics } from '../core/metrics.js';
-import { Registry, type VersionRecord, type FunctionRecord } from '../functions/registry.js';
+import { Registry, versionHash, type VersionRecord, type FunctionRecord } from '../functions/registry.js';
 import { LogStore } from '../functions/logs.js';
 import { resolveSettings, validateName, type Settings } from '../functions/settings.js';
-import { Pool, type VmFactory } from '../microvm/pool.js';
-import { MicroVm } from '../microvm/microvm.js';
+import { Pool, type PoolVm, type VmFactory } from '../microvm/pool.js';
+import { MicroVm, guestNodeFlags } from '../microvm/microvm.js';
+import { SnapshotStore, type StoredSnapshot } from '../snapshots/store.js';
 import type { InstanceInfo, MicroVmConfig } from '../microvm/types.js';
 import type { HandlerStyle } from '../core/protocol.js';
+
+/** What a version's snapshot is: ready to restore from, or why there is none. */
+export type SnapshotStatus =
+  | { status: 'ready'; blobBytes: number; initMs: number; buildMs: number }
+  | { status: 'none'; reason: string }
+  | { status: 'off'; reason: string };
 
 export interface DeployInput {
   name: string;
@@ -30,7 +37,7 @@ export interface DeployResult {
   style: HandlerStyle;
   initMs: number;
   bundleBytes: number;
-  snapshot: { status: 'none'; reason: string };
+  snapshot: SnapshotStatus;
   settings: Settings;
 }
 
@@ -40,7 +47,7 @@ export interface FunctionSummary {
   hash: string;
   style: HandlerStyle;
   settings: Settings;
-  snapshot: { status: 'none'; reason: string };
+  snapshot: SnapshotStatus;
   createdAt: number;
   updatedAt: number;
   instances: Record<'starting' | 'idle' | 'busy' | 'queued', number>;
@@ -51,7 +58,11 @@ interface FunctionState {
   pools: Map<number, Pool>;
 }
 
-const NO_SNAPSHOT = { status: 'none' as const, reason: 'snapshots are not built yet on this platform' };
+const OFF: SnapshotStatus = { status: 'off', reason: 'disabled with --snapshot off' };
+
+function snapshotOf(record: VersionRecord): SnapshotStatus {
+  return (record.info.snapshot as SnapshotStatus | undefined) ?? { status: 'none', reason: 'deployed before snapshots existed' };
+}
 
 export class Platform {
   readonly registry: Registry;
@@ -59,15 +70,19 @@ export class Platform {
   readonly metrics: Metrics;
   private readonly log: Logger;
   private readonly clock: Clock;
-  private readonly factory: VmFactory;
   private readonly functions = new Map<string, FunctionState>();
   /** Deploys, rollbacks and removals of one function run one at a time. */
   private readonly locks = new Map<string, Promise<unknown>>();
+  private snapshotStore: SnapshotStore | undefined;
   private stopped = false;
 
+  /**
+   * @param deps.boot replaces how a microVM starts (tests inject doubles); by default a guest
+   *   process, restored from its snapshot when one is given.
+   */
   constructor(
     readonly config: PlatformConfig,
-    deps: { log: Logger; clock?: Clock; factory?: VmFactory; metrics?: Metrics },
+    private readonly deps: { log: Logger; clock?: Clock; boot?: (config: MicroVmConfig, snapshot?: StoredSnapshot) => Promise<PoolVm>; metrics?: Metrics },
   ) {
     this.log = deps.log;
     this.clock = deps.clock ?? systemClock;
@@ -75,12 +90,59 @@ export class Platform {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     this.registry = Registry.open(config.dataDir);
     this.logs = new LogStore(path.join(config.dataDir, 'logs'));
-    this.factory = deps.factory ?? ((cfg) => MicroVm.boot(cfg, { sink: this.logs, log: this.log }));
     for (const fn of this.registry.listFunctions()) {
       const current = this.registry.currentVersion(fn.name);
       if (current) this.functions.set(fn.name, { current, pools: new Map() });
     }
+  }
+
+  /** Open the snapshot store and start the `min` microVMs of every function. */
+  async start(): Promise<void> {
+    this.snapshotStore = await SnapshotStore.open(this.config.dataDir, { log: this.log });
     for (const name of this.functions.keys()) this.poolFor(name).ensureMin();
+  }
+
+  private get snapshots(): SnapshotStore {
+    if (!this.snapshotStore) throw new FnError('UNAVAILABLE', 'the platform is not started');
+    return this.snapshotStore;
+  }
+
+  private bootVm(config: MicroVmConfig, snapshot?: StoredSnapshot): Promise<PoolVm> {
+    if (this.deps.boot) return this.deps.boot(config, snapshot);
+    const deps = { sink: this.logs, log: this.log };
+    if (!snapshot) return MicroVm.boot(config, deps);
+    return MicroVm.boot(config, {
+      ...deps,
+      restore: true,
+      spawnArgs: (c) => ({ command: process.execPath, args: [...guestNodeFlags(c), '--snapshot-blob', snapshot.blobPath] }),
+    });
+  }
+
+  /**
+   * How a version's microVMs start: restored from its snapshot when it has one. The snapshot is
+   * verified once per pool; one that fails verification (corrupt, or made by another node) is
+   * rebuilt from the version's bundle before any microVM uses it, and the event is logged.
+   */
+  private factoryFor(record: VersionRecord): VmFactory {
+    if (snapshotOf(record).status !== 'ready') return (cfg) => this.bootVm(cfg);
+    let snapshot: Promise<StoredSnapshot | undefined> | undefined;
+    const load = async (): Promise<StoredSnapshot | undefined> => {
+      const memory = record.settings.memory;
+      const found = await this.snapshots.get(record.bundleSha256, memory);
+      if (found) return found;
+      this.log.warn({ fn: record.name, version: record.version }, 'snapshot missing or failed verification: rebuilding it from the bundle');
+      const built = await this.snapshots.build(record.bundlePath, record.bundleSha256, memory, this.config.initTimeoutMs);
+      if (built.status === 'ok') return built.snapshot;
+      this.log.error({ fn: record.name, version: record.version, reason: built.reason }, 'snapshot rebuild failed: booting without it');
+      return undefined;
+    };
+    return async (cfg) => {
+      snapshot ??= load().catch((err: unknown) => {
+        snapshot = undefined;
+        throw err;
+      });
+      return this.bootVm(cfg, await snapshot);
+    };
   }
 
   /** The pool serving NAME (at VERSION, else its current version). The invoke hot path. */
@@ -118,7 +180,7 @@ export class Platform {
         env: s.env,
         network: s.network,
       },
-      factory: this.factory,
+      factory: this.factoryFor(record),
       clock: this.clock,
       log: this.log,
       sink: this.logs,
@@ -152,30 +214,44 @@ export class Platform {
     return this.withLock(name, async () => {
       this.assertRunning();
       const stored = this.registry.storeBundle(input.bundle);
-      const boot = await this.validateBundle(name, stored.path, settings);
+      const current = this.functions.get(name)?.current;
+      if (current && current.hash === versionHash(stored.sha256, settings)) {
+        return this.deployResult(current, true);
+      }
+      const { boot, snapshot } = await this.prepareVersion(name, stored.path, stored.sha256, settings);
       const { version, unchanged } = this.registry.publish(name, {
         bundleSha256: stored.sha256,
         settings,
-        info: { style: boot.style, initMs: boot.initMs },
+        info: { style: boot.style, initMs: boot.initMs, snapshot },
       });
       this.switchTo(name, version);
-      this.log.info({ fn: name, version: version.version, unchanged, initMs: boot.initMs }, 'deployed');
-      return {
-        name,
-        version: version.version,
-        hash: version.hash,
-        unchanged,
-        style: version.info.style,
-        initMs: version.info.initMs,
-        bundleBytes: version.bundleBytes,
-        snapshot: NO_SNAPSHOT,
-        settings: version.settings,
-      };
+      this.log.info({ fn: name, version: version.version, unchanged, initMs: boot.initMs, snapshot: snapshot.status }, 'deployed');
+      return this.deployResult(version, unchanged);
     });
   }
 
-  /** Boot the bundle in a throwaway microVM: its init must finish and a handler must be found. */
-  private async validateBundle(name: string, bundlePath: string, settings: Settings) {
+  private deployResult(version: VersionRecord, unchanged: boolean): DeployResult {
+    return {
+      name: version.name,
+      version: version.version,
+      hash: version.hash,
+      unchanged,
+      style: version.info.style,
+      initMs: version.info.initMs,
+      bundleBytes: version.bundleBytes,
+      snapshot: snapshotOf(version),
+      settings: version.settings,
+    };
+  }
+
+  /**
+   * Run the function's initialisation as its microVMs will. First a plain boot: init must finish
+   * within the limit and a handler must be found, or the deploy fails. Then, unless snapshots are
+   * off, the snapshot build, and a microVM restored from it before anything is published. A
+   * function that booted but cannot be snapshotted (Node 20's snapshot builder lacks some APIs)
+   * falls back to plain boots with the reason, or fails the deploy with --snapshot required.
+   */
+  private async prepareVersion(name: string, bundlePath: string, bundleSha256: string, settings: Settings): Promise<{ boot: { style: HandlerStyle; initMs: number }; snapshot: SnapshotStatus }> {
     const config: MicroVmConfig = {
       id: `vm-${name}-deploy-${Math.random().toString(36).slice(2, 8)}`,
       functionName: name,
@@ -189,10 +265,31 @@ export class Platform {
       initTimeoutMs: this.config.initTimeoutMs,
       concurrency: 1,
     };
-    const vm = await this.factory(config);
-    const info = vm.bootInfo;
-    await vm.stop(1000);
-    return info;
+    const plain = await this.bootVm(config);
+    const boot = { style: plain.bootInfo.style, initMs: plain.bootInfo.initMs };
+    await plain.stop(1000);
+    if (settings.snapshot === 'off') return { boot, snapshot: OFF };
+
+    let reason: string;
+    try {
+      const built = await this.snapshots.build(bundlePath, bundleSha256, settings.memory, this.config.initTimeoutMs);
+      if (built.status === 'ok') {
+        // A snapshot is only as good as a microVM restored from it: try one before publishing.
+        const restored = await this.bootVm(config, built.snapshot);
+        await restored.stop(1000);
+        const { meta } = built.snapshot;
+        return { boot, snapshot: { status: 'ready', blobBytes: meta.blobBytes, initMs: meta.initMs, buildMs: meta.buildMs } };
+      }
+      reason = built.reason;
+    } catch (err) {
+      const e = toFnError(err);
+      if (e.code !== 'INIT_FAILED') throw e;
+      reason = `init fails while the snapshot is built, though it boots: ${e.message.split('\n')[0]}`;
+    }
+    if (settings.snapshot === 'required') {
+      throw new FnError('SNAPSHOT_FAILED', `function ${name} cannot be snapshotted (--snapshot required): ${reason}`);
+    }
+    return { boot, snapshot: { status: 'none', reason } };
   }
 
   private switchTo(name: string, version: VersionRecord): void {
@@ -235,12 +332,25 @@ export class Platform {
     return this.withLock(name, async () => {
       const fn = this.functions.get(name);
       if (!fn) throw new FnError('FUNCTION_NOT_FOUND', `function ${name} does not exist`);
+      const versions = this.registry.listVersions(name);
       this.functions.delete(name);
       this.registry.remove(name);
+      await this.pruneSnapshots(versions);
       await Promise.all([...fn.pools.values()].map((p) => p.drain(this.config.shutdownGraceMs)));
       await this.logs.remove(name);
       this.log.info({ fn: name }, 'removed');
     });
+  }
+
+  /** Delete the snapshots of these removed versions unless a live version shares them. */
+  private async pruneSnapshots(removed: VersionRecord[]): Promise<void> {
+    const live = new Set<string>();
+    for (const fn of this.registry.listFunctions()) {
+      for (const v of this.registry.listVersions(fn.name)) live.add(`${v.bundleSha256}/${v.settings.memory}`);
+    }
+    for (const v of removed) {
+      if (!live.has(`${v.bundleSha256}/${v.settings.memory}`)) await this.snapshots.remove(v.bundleSha256, v.settings.memory);
+    }
   }
 
   private assertRunning(): void {
@@ -278,7 +388,7 @@ export class Platform {
       hash: fn.current.hash,
       style: fn.current.info.style,
       settings: fn.current.settings,
-      snapshot: NO_SNAPSHOT,
+      snapshot: snapshotOf(fn.current),
       createdAt: record.createdAt,
       updatedAt: record.updatedAt,
       instances,
@@ -294,6 +404,17 @@ export class Platform {
     const fn = this.functions.get(name);
     if (!fn) throw new FnError('FUNCTION_NOT_FOUND', `function ${name} does not exist`);
     return [...fn.pools.values()].flatMap((p) => p.instances());
+  }
+
+  /** Stop every microVM of NAME (in-flight requests finish first): the next request starts from zero. */
+  async stopInstances(name: string): Promise<number> {
+    const fn = this.functions.get(name);
+    if (!fn) throw new FnError('FUNCTION_NOT_FOUND', `function ${name} does not exist`);
+    const pools = [...fn.pools.values()];
+    fn.pools.clear();
+    const count = pools.reduce((n, p) => n + p.instances().length, 0);
+    await Promise.all(pools.map((p) => p.drain(this.config.shutdownGraceMs)));
+    return count;
   }
 
   /** Stop every pool (in-flight requests finish within the grace period), then close the stores. */

@@ -10,14 +10,12 @@ import type { Clock } from '../core/clock.js';
 import { Platform } from './platform.js';
 import { createApi } from './api.js';
 import { createInvokeHandler } from './invoke.js';
-import type { VmFactory } from '../microvm/pool.js';
 
 export interface GatewayOptions {
   config?: Partial<PlatformConfig>;
   token: string;
   log: Logger;
   clock?: Clock;
-  factory?: VmFactory;
 }
 
 export class Gateway {
@@ -33,7 +31,6 @@ export class Gateway {
     this.platform = new Platform(this.config, {
       log: options.log,
       ...(options.clock ? { clock: options.clock } : {}),
-      ...(options.factory ? { factory: options.factory } : {}),
     });
     const invoke = createInvokeHandler(this.platform, this.platform.metrics, this.config.maxBodyBytes);
     const api = getRequestListener(createApi({ platform: this.platform, token: options.token, log: options.log, baseUrl: () => this.url }).fetch);
@@ -43,7 +40,8 @@ export class Gateway {
     });
   }
 
-  listen(): Promise<string> {
+  async listen(): Promise<string> {
+    await this.platform.start();
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(this.config.port, this.config.host, () => {

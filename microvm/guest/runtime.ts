@@ -4,8 +4,9 @@
 // the host over the channel on fd 3, several at once, multiplexed by frame id.
 //
 // The channel is opened only inside serve(), never at module top level: when the bundle runs
-// under `node --build-snapshot`, serve() becomes the snapshot's deserialize-main function instead,
-// so the snapshot holds the initialised function and no handle (the builder waits forever on one).
+// under `node --build-snapshot`, restoreMain() (which ends in serve()) becomes the snapshot's
+// deserialize-main function instead, so the snapshot holds the initialised function and no handle
+// (the builder waits forever on one). hooks.ts holds the build-time checks and restore hooks.
 import type { AsyncLocalStorage as Als } from 'node:async_hooks';
 import net from 'node:net';
 import { inspect } from 'node:util';
@@ -23,6 +24,7 @@ import {
   type LambdaHandler,
 } from './adapters.js';
 import { formatConsoleLine, installConsoleCapture } from './console.js';
+import { INIT_ERROR_MARKER, afterRestore, installHooksApi, prepareSnapshot, watchInit } from './hooks.js';
 
 const initStart = performance.now();
 
@@ -33,9 +35,12 @@ let requestIdNow: () => string | undefined = () => undefined;
 
 installConsoleCapture(() => requestIdNow());
 installFatalHandlers();
+// Before the function's module runs: its top level may register hooks, and under the snapshot
+// builder everything it starts is watched.
+installHooksApi();
+if (v8.startupSnapshot?.isBuildingSnapshot()) watchInit();
 
-/** Marker line on stderr by which a snapshot builder (which has no channel) learns why init failed. */
-export const INIT_ERROR_MARKER = 'FNCTL_INIT_ERROR ';
+export { INIT_ERROR_MARKER };
 
 type Found =
   | { style: 'fetch'; fetch: FetchHandler }
@@ -73,13 +78,36 @@ export function startGuest(mod: Record<string, unknown>): void {
   }
   const snapshot = v8.startupSnapshot;
   if (snapshot?.isBuildingSnapshot()) {
-    snapshot.setDeserializeMainFunction(() => serve(found, initMs, true));
+    snapshot.setDeserializeMainFunction(() => restoreMain(found));
+    prepareSnapshot({ initMs, style: found.style });
     return;
   }
-  serve(found, initMs, false);
+  serve(found, () => initMs, false);
 }
 
-function serve(found: Exclude<Found, { style: 'none' }>, initMs: number, restored: boolean): void {
+/** The restored process starts here: reseed, run the afterRestore hooks, then serve. */
+function restoreMain(found: Exclude<Found, { style: 'none' }>): void {
+  const restoreStart = performance.now();
+  installConsoleCapture(() => requestIdNow());
+  installFatalHandlers();
+  // READY reports the restore phase as the init time; the build's init time is in the snapshot's metadata.
+  const go = (): void => {
+    // Request/Response load undici (~20 ms), which node 20 cannot put in a snapshot (it needs
+    // node:http and WebAssembly). Load it before READY: a standby microVM then has it when its
+    // first request comes; an on-demand restore pays the same either way.
+    if (found.style === 'fetch') void globalThis.Response;
+    serve(found, () => performance.now() - restoreStart, true);
+  };
+  const hooks = afterRestore();
+  if (!hooks) return go();
+  hooks.then(go, (err: unknown) => {
+    const p = errorPayload(err);
+    const what = 'an afterRestore hook failed: ';
+    reportInitError({ code: 'INIT_FAILED', message: what + p.message, ...(p.stack ? { stack: what + p.stack } : {}) });
+  });
+}
+
+function serve(found: Exclude<Found, { style: 'none' }>, initMs: () => number, restored: boolean): void {
   // Again after a restore: harmless when the snapshot kept them, needed when it did not.
   installConsoleCapture(() => requestIdNow());
   installFatalHandlers();
@@ -127,7 +155,7 @@ function serve(found: Exclude<Found, { style: 'none' }>, initMs: number, restore
   setImmediate(() => {
     if (phase !== 'init') return;
     phase = 'serving';
-    writeFrame(sock, FrameType.READY, 0, { pid: process.pid, style, initMs, restored, startupMs: performance.now() });
+    writeFrame(sock, FrameType.READY, 0, { pid: process.pid, style, initMs: initMs(), restored, startupMs: performance.now() });
   });
 
   function onFrame(frame: Frame): void {

@@ -34,7 +34,7 @@ describe('deploy and call over HTTP', () => {
   it('deploys a fetch-style file and prints name, version, snapshot status, init time and URL', async () => {
     const r = await deploy([path.join(examples, 'hello.js')]);
     expect(r.stdout).toMatch(/deployed hello version 1/);
-    expect(r.stdout).toMatch(/snapshot: /);
+    expect(r.stdout).toMatch(/snapshot: ready \([\d.]+ MB, taken in \d+ ms\)/);
     expect(r.stdout).toMatch(/init: +[\d.]+ ms/);
     expect(r.stdout).toContain(`${platform.url}/fn/hello`);
     const res = await http('/fn/hello');
@@ -42,12 +42,21 @@ describe('deploy and call over HTTP', () => {
     expect(res.text).toContain('Hello');
     expect(res.headers['x-fn-request-id']).toMatch(/^[0-9a-f-]{36}$/);
     expect(res.headers['x-fn-instance']).toMatch(/^vm-hello-/);
-    expect(res.headers['x-fn-start']).toBe('cold');
-    expect(res.headers['server-timing']).toMatch(/queue;dur=[\d.]+, init;dur=[\d.]+, handler;dur=[\d.]+/);
+    expect(res.headers['x-fn-start']).toBe('restore');
+    expect(res.headers['server-timing']).toMatch(/queue;dur=[\d.]+, restore;dur=[\d.]+, handler;dur=[\d.]+/);
     const again = await http('/fn/hello');
     expect(again.headers['x-fn-start']).toBe('warm');
     expect(again.headers['x-fn-instance']).toBe(res.headers['x-fn-instance']);
-    expect(again.headers['server-timing']).not.toMatch(/init/);
+    expect(again.headers['server-timing']).not.toMatch(/restore|init/);
+  });
+
+  it('boots without a snapshot when snapshots are off: cold, with init', async () => {
+    const r = await deploy([path.join(examples, 'hello.js'), '--name', 'hello-cold', '--snapshot', 'off']);
+    expect(r.stdout).toMatch(/snapshot: off \(disabled with --snapshot off\)/);
+    const res = await http('/fn/hello-cold');
+    expect(res.status).toBe(200);
+    expect(res.headers['x-fn-start']).toBe('cold');
+    expect(res.headers['server-timing']).toMatch(/queue;dur=[\d.]+, init;dur=[\d.]+, handler;dur=[\d.]+/);
   });
 
   it('passes method, path, query, headers and JSON and binary bodies through a fetch handler', async () => {
@@ -133,7 +142,7 @@ describe('deploy and call over HTTP', () => {
 
     const instances = await http('/api/functions/echo/instances', { headers: { authorization: `Bearer ${platform.token}` } });
     const list = JSON.parse(instances.text).instances;
-    expect(list[0]).toMatchObject({ state: expect.any(String), start: 'cold', invocations: expect.any(Number) });
+    expect(list[0]).toMatchObject({ state: expect.any(String), start: 'restore', invocations: expect.any(Number) });
 
     const call = await http('/fn/echo/logged');
     const requestId = String(call.headers['x-fn-request-id']);

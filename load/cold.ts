@@ -1,0 +1,98 @@
+// The cold benchmark: the first response's latency from zero microVMs, again and again, for hello
+// and heavy-init, each restored from its snapshot and booted without one; and in the same run
+// the start of a bare `node -e 0` process, the floor no guest process can beat.
+import { spawn } from 'node:child_process';
+import { request } from 'undici';
+import { startPlatform } from './processes.js';
+import { deployExample, stopInstances, type PlatformTarget } from './platform-api.js';
+
+export interface ColdSample {
+  totalMs: number;
+  /** restore or init duration from server-timing. */
+  startMs: number;
+  start: string;
+}
+
+export interface ColdSeries {
+  label: string;
+  samples: number;
+  p50: number;
+  p90: number;
+  min: number;
+  max: number;
+  /** Median of the restore/init phase the platform reported. */
+  startPhaseP50: number;
+  starts: Record<string, number>;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+}
+
+function summarize(label: string, samples: ColdSample[]): ColdSeries {
+  const totals = samples.map((s) => s.totalMs).sort((a, b) => a - b);
+  const phases = samples.map((s) => s.startMs).sort((a, b) => a - b);
+  const starts: Record<string, number> = {};
+  for (const s of samples) starts[s.start] = (starts[s.start] ?? 0) + 1;
+  return { label, samples: samples.length, p50: percentile(totals, 0.5), p90: percentile(totals, 0.9), min: totals[0]!, max: totals.at(-1)!, startPhaseP50: percentile(phases, 0.5), starts };
+}
+
+/**
+ * Spawn to exit of `node -e 0`, with a guest's environment: variables such as NODE_EXTRA_CA_CERTS
+ * (set on this machine) make every node start load more, which no guest ever does.
+ */
+function nodeStart(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t = performance.now();
+    const child = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+    child.once('error', reject);
+    child.once('exit', () => resolve(performance.now() - t));
+  });
+}
+
+async function firstResponse(target: PlatformTarget, name: string): Promise<ColdSample> {
+  await stopInstances(target, name);
+  const t = performance.now();
+  const res = await request(`${target.url}/fn/${name}/?key=42`);
+  await res.body.arrayBuffer();
+  const totalMs = performance.now() - t;
+  if (res.statusCode !== 200) throw new Error(`${name} answered ${res.statusCode}`);
+  const timing = String(res.headers['server-timing'] ?? '');
+  const phase = /(?:restore|init);dur=([\d.]+)/.exec(timing);
+  return { totalMs, startMs: phase ? Number(phase[1]) : 0, start: String(res.headers['x-fn-start'] ?? '?') };
+}
+
+export async function cold(opts: { samples: number }): Promise<{ series: ColdSeries[]; ratios: Record<string, number> }> {
+  const platform = await startPlatform();
+  try {
+    const functions = [
+      { name: 'hello-snap', file: 'functions/examples/hello.js', snapshot: 'required', label: 'hello, restored from snapshot' },
+      { name: 'hello-boot', file: 'functions/examples/hello.js', snapshot: 'off', label: 'hello, booted without snapshot' },
+      { name: 'heavy-snap', file: 'functions/examples/heavy-init.js', snapshot: 'required', label: 'heavy-init, restored from snapshot' },
+      { name: 'heavy-boot', file: 'functions/examples/heavy-init.js', snapshot: 'off', label: 'heavy-init, booted without snapshot' },
+    ];
+    for (const f of functions) await deployExample(platform, f.name, f.file, { snapshot: f.snapshot });
+    const samples = new Map<string, ColdSample[]>(functions.map((f) => [f.name, []]));
+    const floor: number[] = [];
+    // Interleaved, so a noisy moment on this shared machine hits every series alike.
+    for (let i = 0; i < opts.samples; i++) {
+      floor.push(await nodeStart());
+      for (const f of functions) samples.get(f.name)!.push(await firstResponse(platform, f.name));
+      process.stderr.write(`\rcold: sample ${i + 1}/${opts.samples}`);
+    }
+    process.stderr.write('\n');
+    const series = [
+      summarize('bare `node -e 0` process start (floor)', floor.map((ms) => ({ totalMs: ms, startMs: ms, start: 'process' }))),
+      ...functions.map((f) => summarize(f.label, samples.get(f.name)!)),
+    ];
+    const p50 = (label: string) => series.find((s) => s.label === label)!.p50;
+    const ratios = {
+      'heavy-init restore / boot (goal ≤ 0.33)': p50('heavy-init, restored from snapshot') / p50('heavy-init, booted without snapshot'),
+      'hello restore / node -e 0 (goal ≤ 1.15)': p50('hello, restored from snapshot') / p50('bare `node -e 0` process start (floor)'),
+      'hello boot / node -e 0': p50('hello, booted without snapshot') / p50('bare `node -e 0` process start (floor)'),
+    };
+    return { series, ratios };
+  } finally {
+    await platform.stop();
+  }
+}
