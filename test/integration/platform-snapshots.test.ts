@@ -1,0 +1,110 @@
+// Snapshots through the platform: deploy modes, env per deploy of one bundle, restore hooks, and
+// a corrupted snapshot caught and rebuilt before any microVM is restored from it.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { request } from 'undici';
+import { Gateway } from '../../gateway/server.js';
+import { silentLogger } from '../../core/log.js';
+import { packageFunction } from '../../functions/package.js';
+import { repoRoot } from '../helpers/platform.js';
+
+const dataDir = mkdtempSync(path.join(tmpdir(), 'fnctl-snap-'));
+let gateway: Gateway;
+let url = '';
+
+async function get(pathname: string) {
+  const res = await request(url + pathname);
+  const text = await res.body.text();
+  return { status: res.statusCode, headers: res.headers, text };
+}
+
+async function deploy(name: string, file: string, settings: Record<string, unknown> = {}) {
+  const pkg = await packageFunction(path.join(repoRoot, file));
+  return gateway.platform.deploy({ name, bundle: pkg.bundle, settings });
+}
+
+beforeAll(async () => {
+  gateway = new Gateway({ config: { port: 0, dataDir, initTimeoutMs: 3000 }, token: 'test-token-0123456789abcdef', log: silentLogger() });
+  url = await gateway.listen();
+}, 60_000);
+
+afterAll(async () => {
+  await gateway.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('snapshots through the platform', () => {
+  it('two deploys of one bundle share its snapshot, each with its own env', async () => {
+    const a = await deploy('env-a', 'test/fixtures/behaviour/echo.mjs', { env: { GREETING: 'from a' } });
+    const b = await deploy('env-b', 'test/fixtures/behaviour/echo.mjs', { env: { GREETING: 'from b' } });
+    expect(a.snapshot.status).toBe('ready');
+    expect(b.snapshot.status).toBe('ready');
+    const ra = await get('/fn/env-a');
+    const rb = await get('/fn/env-b');
+    expect(ra.headers['x-fn-start']).toBe('restore');
+    expect(rb.headers['x-fn-start']).toBe('restore');
+    expect(JSON.parse(ra.text).greeting).toBe('from a');
+    expect(JSON.parse(rb.text).processGreeting).toBe('from b');
+    // One blob on disk: the snapshot is keyed by the bundle, not by the deploy.
+    expect(readdirSync(path.join(dataDir, 'snapshots')).filter((f) => f.endsWith('.blob'))).toHaveLength(1);
+  });
+
+  it('runs restore hooks, and restored microVMs do not share randomness', async () => {
+    await deploy('hooks', 'functions/examples/restore-hooks.js', { max: 2, concurrency: 1 });
+    const [one, two] = await Promise.all([get('/fn/hooks'), get('/fn/hooks')]);
+    const s1 = JSON.parse(one.text);
+    const s2 = JSON.parse(two.text);
+    expect(one.headers['x-fn-instance']).not.toBe(two.headers['x-fn-instance']);
+    expect(s1.connection).toBe('reopened');
+    expect(s1.restoredAt).toEqual(expect.any(String));
+    expect(s1.bootId).toBe(s2.bootId); // drawn during init, so frozen into the snapshot
+    expect(s1.instanceId).not.toBe(s2.instanceId); // drawn after restore
+  });
+
+  it('--snapshot auto falls back to plain boots with the reason; required fails; off takes none', async () => {
+    const auto = await deploy('interval', 'test/fixtures/snapshot/open-interval.mjs', { snapshot: 'auto' });
+    expect(auto.snapshot).toMatchObject({ status: 'none', reason: expect.stringMatching(/open handle|interval|Timeout/i) });
+    const res = await get('/fn/interval');
+    expect(res.status).toBe(200);
+    expect(res.headers['x-fn-start']).toBe('cold');
+    await expect(deploy('interval-req', 'test/fixtures/snapshot/open-interval.mjs', { snapshot: 'required' })).rejects.toMatchObject({
+      code: 'SNAPSHOT_FAILED',
+      message: expect.stringMatching(/cannot be snapshotted/),
+    });
+    expect((await get('/fn/interval-req')).status).toBe(404);
+    const off = await deploy('hello-off', 'functions/examples/hello.js', { snapshot: 'off' });
+    expect(off.snapshot.status).toBe('off');
+  });
+
+  it('an init that never ends fails the deploy within the limit, and the previous version keeps serving', async () => {
+    await deploy('runaway', 'functions/examples/hello.js');
+    const started = Date.now();
+    await expect(deploy('runaway', 'test/fixtures/snapshot/runaway.mjs')).rejects.toMatchObject({ code: 'INIT_TIMEOUT' });
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect((await get('/fn/runaway')).status).toBe(200);
+  });
+
+  it('a corrupted snapshot is detected and rebuilt before a microVM is restored from it', async () => {
+    await deploy('corrupt', 'functions/examples/hello.js', { memory: 192 });
+    expect((await get('/fn/corrupt')).headers['x-fn-start']).toBe('restore');
+    await gateway.platform.stopInstances('corrupt');
+    const snapDir = path.join(dataDir, 'snapshots');
+    const metas = readdirSync(snapDir).filter((f) => f.endsWith('.json')).map((f) => path.join(snapDir, f));
+    const meta = metas.map((m) => ({ file: m, meta: JSON.parse(readFileSync(m, 'utf8')) })).find((m) => m.meta.memoryMib === 192)!;
+    const blob = meta.file.replace(/\.json$/, '.blob');
+    const bytes = readFileSync(blob);
+    bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+    writeFileSync(blob, bytes);
+    const after = await get('/fn/corrupt');
+    expect(after.status).toBe(200);
+    expect(after.headers['x-fn-start']).toBe('restore');
+    // Rebuilt: V8 snapshots are not byte-for-byte reproducible, so the new blob has a new hash,
+    // and its metadata describes the blob now on disk.
+    const rebuilt = readFileSync(blob);
+    expect(rebuilt.equals(bytes)).toBe(false);
+    expect(JSON.parse(readFileSync(meta.file, 'utf8')).sha256).toBe(createHash('sha256').update(rebuilt).digest('hex'));
+  });
+});
