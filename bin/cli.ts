@@ -272,6 +272,15 @@ targetOptions(program.command('logs'))
     await streamLines(target, url, show);
   });
 
+program
+  .command('doctor')
+  .description('say what isolation microVMs get on this machine, what is missing, and how to get it')
+  .option('--json', 'print the report as JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const { doctor } = await import('./doctor.js');
+    process.exitCode = await doctor({ json: Boolean(opts.json) });
+  });
+
 export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
