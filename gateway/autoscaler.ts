@@ -38,35 +38,42 @@ export function autoscalerConfig(overlay: Partial<AutoscalerConfig> = {}): Autos
   return validate(AutoscalerConfigSchema, { ...autoscalerDefaults, ...overlay }, { what: 'autoscaler config' });
 }
 
-/** Observed concurrency in one-second buckets; averages over the last N ms. */
+/**
+ * Observed concurrency as intervals [start, end) with the average value over each; averages over
+ * the last N ms integrate their overlap with the window. One interval per tick per pool, so a
+ * 60 s window holds a few dozen.
+ */
 export class ConcurrencyWindow {
-  private readonly buckets: { second: number; sum: number; weight: number }[] = [];
+  private readonly samples: { start: number; end: number; value: number }[] = [];
+  private firstStart: number | undefined;
 
   constructor(private readonly spanMs: number) {}
 
   /** Record `value` (requests in flight or queued) as held for `durationMs` ending at `now`. */
   record(now: number, value: number, durationMs: number): void {
-    const second = Math.floor(now / 1000);
-    let last = this.buckets.at(-1);
-    if (!last || last.second !== second) {
-      last = { second, sum: 0, weight: 0 };
-      this.buckets.push(last);
-    }
-    last.sum += value * durationMs;
-    last.weight += durationMs;
-    const oldest = Math.floor((now - this.spanMs) / 1000);
-    while (this.buckets.length > 0 && this.buckets[0]!.second <= oldest) this.buckets.shift();
+    if (durationMs <= 0) return;
+    this.firstStart ??= now - durationMs;
+    this.samples.push({ start: now - durationMs, end: now, value });
+    while (this.samples.length > 0 && this.samples[0]!.end <= now - this.spanMs) this.samples.shift();
   }
 
   /**
-   * Average over the last `windowMs`, seconds without samples counting as zero: a function that
-   * went quiet decays towards zero instead of keeping its last value.
+   * Average over the last `windowMs`; time without samples counts as zero, so a function that
+   * went quiet decays towards zero instead of keeping its last value. With less history than the
+   * window, the average is over the history there is (as Knative does), so a new function's first
+   * minute is not diluted by a minute it did not exist.
    */
   average(now: number, windowMs: number): number {
-    const from = Math.floor((now - windowMs) / 1000);
-    let sum = 0;
-    for (const b of this.buckets) if (b.second > from && b.weight > 0) sum += b.sum / b.weight;
-    return sum / Math.max(1, Math.round(windowMs / 1000));
+    if (this.firstStart === undefined) return 0;
+    windowMs = Math.min(windowMs, now - this.firstStart);
+    if (windowMs <= 0) return 0;
+    const from = now - windowMs;
+    let area = 0;
+    for (const s of this.samples) {
+      const overlap = Math.min(s.end, now) - Math.max(s.start, from);
+      if (overlap > 0) area += s.value * overlap;
+    }
+    return area / windowMs;
   }
 }
 
@@ -94,7 +101,7 @@ export interface DecideInput {
   /** Average concurrency over the stable and panic windows. */
   stableConcurrency: number;
   panicConcurrency: number;
-  /** microVMs running now (ready or starting). */
+  /** microVMs booted and serving now (not those still starting), as Knative counts ready pods. */
   ready: number;
   /** When a request last arrived or finished; undefined when there never was one. */
   lastActivityAt: number | undefined;

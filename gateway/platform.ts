@@ -14,6 +14,7 @@ import { resolveSettings, validateName, type Settings } from '../functions/setti
 import { Pool, type PoolVm, type VmFactory } from '../microvm/pool.js';
 import { MicroVm, guestNodeFlags } from '../microvm/microvm.js';
 import { SnapshotStore, type StoredSnapshot } from '../snapshots/store.js';
+import { ScaleLoop } from './scaling.js';
 import type { InstanceInfo, MicroVmConfig } from '../microvm/types.js';
 import type { HandlerStyle } from '../core/protocol.js';
 
@@ -74,6 +75,7 @@ export class Platform {
   /** Deploys, rollbacks and removals of one function run one at a time. */
   private readonly locks = new Map<string, Promise<unknown>>();
   private snapshotStore: SnapshotStore | undefined;
+  private scaler: ScaleLoop | undefined;
   private stopped = false;
 
   /**
@@ -100,6 +102,12 @@ export class Platform {
   async start(): Promise<void> {
     this.snapshotStore = await SnapshotStore.open(this.config.dataDir, { log: this.log });
     for (const name of this.functions.keys()) this.poolFor(name).ensureMin();
+    this.scaler = new ScaleLoop(() => this.pools(), this.clock, this.log);
+    this.scaler.start();
+  }
+
+  private *pools(): Iterable<Pool> {
+    for (const fn of this.functions.values()) yield* fn.pools.values();
   }
 
   private get snapshots(): SnapshotStore {
@@ -176,6 +184,7 @@ export class Platform {
         concurrency: s.concurrency,
         min: s.min,
         max: s.max,
+        standby: s.standby,
         idleMs: Math.round(s.idle * 1000),
         env: s.env,
         network: s.network,
@@ -421,6 +430,7 @@ export class Platform {
   async shutdown(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.scaler?.stop();
     const pools = [...this.functions.values()].flatMap((fn) => [...fn.pools.values()]);
     await Promise.all(pools.map((p) => p.drain(this.config.shutdownGraceMs)));
     await Promise.allSettled([...this.locks.values()]);

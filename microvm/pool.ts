@@ -38,6 +38,8 @@ export interface PoolSpec {
   concurrency: number;
   min: number;
   max: number;
+  /** Paused pre-restored microVMs to keep ready (the autoscaler's standby count). */
+  standby: number;
   idleMs: number;
   env: Record<string, string>;
   network: NetworkMode;
@@ -98,8 +100,17 @@ export class Pool {
   private reapTimer: Timer | undefined;
   private reapAt = Infinity;
   private idleListeners: (() => void)[] = [];
+  /** Requests in flight or queued, and its integral since the last observe(), for the autoscaler. */
+  private loadNow = 0;
+  private loadArea = 0;
+  private loadSince: number;
+  private observedSince: number;
+  private lastActivityAt = 0;
+  private activitySeen = false;
 
-  constructor(private readonly options: PoolOptions) {}
+  constructor(private readonly options: PoolOptions) {
+    this.loadSince = this.observedSince = options.clock.now();
+  }
 
   get spec(): PoolSpec {
     return this.options.spec;
@@ -107,7 +118,15 @@ export class Pool {
 
   /** Run one request on a microVM of this pool. */
   async invoke(req: InvokeRequest): Promise<PoolInvokeResult> {
-    const { entry, lease } = await this.acquire();
+    this.load(1);
+    let acquired: { entry: Entry; lease: Lease };
+    try {
+      acquired = await this.acquire();
+    } catch (err) {
+      this.load(-1);
+      throw err;
+    }
+    const { entry, lease } = acquired;
     try {
       const result = await entry.vm.invoke(req);
       this.report(entry, req.requestId, result.handlerMs, result.rssBytes, lease);
@@ -118,8 +137,59 @@ export class Pool {
       }
       throw err;
     } finally {
+      this.load(-1);
       this.release(entry);
     }
+  }
+
+  /** Requests in flight or queued changed by `delta`: integrate the old value over its time. */
+  private load(delta: number): void {
+    const now = this.options.clock.now();
+    this.loadArea += this.loadNow * (now - this.loadSince);
+    this.loadSince = now;
+    this.loadNow += delta;
+    if (delta !== 0) {
+      this.lastActivityAt = now;
+      this.activitySeen = true;
+    }
+  }
+
+  /**
+   * The autoscaler's collector: average concurrency (in flight + queued) since the last call,
+   * time-weighted so a burst between two ticks still counts.
+   */
+  observe(): { concurrency: number; durationMs: number; lastActivityAt: number | undefined; ready: number } {
+    const now = this.options.clock.now();
+    this.load(0);
+    const durationMs = now - this.observedSince;
+    const concurrency = durationMs > 0 ? this.loadArea / durationMs : this.loadNow;
+    this.loadArea = 0;
+    this.observedSince = now;
+    return { concurrency, durationMs, lastActivityAt: this.activitySeen ? this.lastActivityAt : undefined, ready: this.entries.length };
+  }
+
+  /**
+   * The autoscaler's actuator: start microVMs up to `desired`, or stop idle ones above it, least
+   * recently used first (busy ones finish their requests and are left for a later tick).
+   */
+  scaleTo(desired: number): void {
+    if (this.draining) return;
+    const target = Math.min(this.spec.max, Math.max(this.spec.min, desired));
+    while (this.entries.length + this.booting < target) this.bootFor(undefined);
+    let excess = this.entries.length + this.booting - target;
+    if (excess <= 0) return;
+    const idle = this.entries.filter((e) => e.inflight === 0).sort((a, b) => a.lastUsedAt - b.lastUsedAt);
+    for (const e of idle) {
+      if (excess-- <= 0) break;
+      this.retire(e, 'scaled down');
+    }
+  }
+
+  private retire(e: Entry, why: string): void {
+    e.alive = false;
+    this.entries.splice(this.entries.indexOf(e), 1);
+    this.options.log.debug({ fn: this.spec.functionName, version: this.spec.version, instance: e.vm.id }, `stopping microVM: ${why}`);
+    void e.vm.stop();
   }
 
   private acquire(): Promise<{ entry: Entry; lease: Lease }> {
@@ -320,7 +390,7 @@ export class Pool {
   private reap(): void {
     this.reapTimer = undefined;
     this.reapAt = Infinity;
-    const { clock, spec, log } = this.options;
+    const { clock, spec } = this.options;
     const now = clock.now();
     const idle = this.entries
       .filter((e) => e.inflight === 0 && now - e.lastUsedAt >= spec.idleMs)
@@ -329,10 +399,7 @@ export class Pool {
     for (const e of idle) {
       if (excess <= 0) break;
       excess--;
-      e.alive = false;
-      this.entries.splice(this.entries.indexOf(e), 1);
-      log.debug({ fn: spec.functionName, version: spec.version, instance: e.vm.id }, 'reaping idle microVM');
-      void e.vm.stop();
+      this.retire(e, `idle for ${Math.round(spec.idleMs / 1000)} s`);
     }
     this.armReaper();
   }

@@ -134,10 +134,13 @@ describe('ConcurrencyWindow', () => {
   it('averages time-weighted samples, with silent seconds counting as zero', () => {
     const w = new ConcurrencyWindow(60_000);
     const t0 = 1_000_000;
-    w.record(t0 + 100, 10, 500);
-    w.record(t0 + 600, 0, 500);
-    expect(w.average(t0 + 999, 1000)).toBe(5);
-    expect(w.average(t0 + 5_999, 6000)).toBeCloseTo(5 / 6);
+    w.record(t0 + 500, 10, 500); // 10 held over [t0, t0 + 0.5 s)
+    w.record(t0 + 1000, 0, 500); // then 0 for half a second
+    expect(w.average(t0 + 1000, 1000)).toBe(5);
+    // Less history than the window: averaged over the history there is.
+    expect(w.average(t0 + 6000, 6000)).toBeCloseTo(5 / 6);
+    expect(w.average(t0 + 6000, 60_000)).toBeCloseTo(5 / 6);
+    expect(w.average(t0 + 500, 500)).toBe(10);
     expect(w.average(t0 + 120_000, 60_000)).toBe(0);
   });
 });

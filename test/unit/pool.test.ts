@@ -3,50 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../core/clock.js';
 import { silentLogger } from '../../core/log.js';
-import { FnError } from '../../core/errors.js';
-import { Pool, type PoolSpec, type PoolVm } from '../../microvm/pool.js';
-import type { ConsoleRecord, InstanceInfo, InvokeRequest, InvokeResult, MicroVmConfig } from '../../microvm/types.js';
-
-/** A microVM double: invocations stay pending until the test finishes them. */
-class FakeVm implements PoolVm {
-  readonly bootInfo = { pid: 1, style: 'fetch' as const, initMs: 5, bootMs: 7, restored: false };
-  readonly pending: { req: InvokeRequest; resolve: (r: InvokeResult) => void; reject: (e: unknown) => void }[] = [];
-  stopped = false;
-  private exitListeners: (() => void)[] = [];
-
-  constructor(readonly id: string) {}
-
-  invoke(req: InvokeRequest): Promise<InvokeResult> {
-    return new Promise((resolve, reject) => this.pending.push({ req, resolve, reject }));
-  }
-
-  finish(index = 0): void {
-    const [p] = this.pending.splice(index, 1);
-    p!.resolve({ status: 200, headers: [], body: Buffer.from(this.id), handlerMs: 1, rssBytes: 40 * 1024 * 1024 });
-  }
-
-  crash(): void {
-    for (const p of this.pending.splice(0)) p.reject(new FnError('FUNCTION_CRASHED', 'gone'));
-    for (const l of this.exitListeners) l();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    for (const l of this.exitListeners) l();
-  }
-
-  kill(): void {
-    void this.stop();
-  }
-
-  onExit(listener: () => void): void {
-    this.exitListeners.push(listener);
-  }
-
-  info(): InstanceInfo {
-    return { id: this.id, functionName: 'f', version: 1, state: 'idle', start: 'cold', pid: 1, createdAt: 0, lastUsedAt: 0, inflight: this.pending.length, invocations: 0, rssBytes: 0 };
-  }
-}
+import { Pool, type PoolSpec } from '../../microvm/pool.js';
+import type { ConsoleRecord, InvokeRequest, MicroVmConfig } from '../../microvm/types.js';
+import { FakeVm } from '../helpers/fake-vm.js';
 
 function setup(spec: Partial<PoolSpec> = {}, options: { queueLength?: number; queueWaitMs?: number } = {}) {
   const clock = new FakeClock(1_000_000);
@@ -54,7 +13,7 @@ function setup(spec: Partial<PoolSpec> = {}, options: { queueLength?: number; qu
   const records: ConsoleRecord[] = [];
   let bootGate: Promise<void> = Promise.resolve();
   const pool = new Pool({
-    spec: { functionName: 'f', version: 1, bundlePath: '/b', memoryMib: 128, timeoutMs: 1000, concurrency: 1, min: 0, max: 3, idleMs: 60_000, env: {}, network: 'host', ...spec },
+    spec: { functionName: 'f', version: 1, bundlePath: '/b', memoryMib: 128, timeoutMs: 1000, concurrency: 1, min: 0, max: 3, standby: 0, idleMs: 60_000, env: {}, network: 'host', ...spec },
     factory: async (config: MicroVmConfig) => {
       await bootGate;
       const vm = new FakeVm(config.id);
