@@ -68,7 +68,8 @@ program
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .addOption(new Option('--examples', 'deploy the example functions at start').hideHelp())
   .addOption(new Option('--log-level <level>', 'platform log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-  .action(async (opts: { port: number; host: string; examples?: boolean; logLevel?: string }, cmd: Command) => {
+  .addOption(new Option('--isolation <mode>', 'jail microVMs (auto: the strongest this machine offers, see fnctl doctor)').choices(['auto', 'none']).default('auto'))
+  .action(async (opts: { port: number; host: string; examples?: boolean; logLevel?: string; isolation: 'auto' | 'none' }, cmd: Command) => {
     await up({ ...opts, data: globals(cmd).data ?? '.fnctl' });
   });
 

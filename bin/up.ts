@@ -17,6 +17,7 @@ export interface UpOptions {
   data: string;
   examples?: boolean;
   logLevel?: string;
+  isolation?: 'auto' | 'none';
 }
 
 interface SavedGateway {
@@ -59,7 +60,7 @@ export async function up(options: UpOptions): Promise<void> {
   }
   const token = saved?.token && /^[A-Za-z0-9_-]{20,}$/.test(saved.token) ? saved.token : randomBytes(24).toString('base64url');
   const log = createLogger(options.logLevel ? { level: options.logLevel } : {});
-  const gateway = new Gateway({ config: { port: options.port, host: options.host, dataDir }, token, log });
+  const gateway = new Gateway({ config: { port: options.port, host: options.host, dataDir, ...(options.isolation ? { isolation: options.isolation } : {}) }, token, log });
   let url: string;
   try {
     url = await gateway.listen();

@@ -63,6 +63,8 @@ export const PlatformConfigSchema = z
     /** How long shutdown waits for in-flight requests before stopping guests anyway. */
     shutdownGraceMs: intInRange(0, 15 * 60 * 1000),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    /** auto: the strongest jail this machine offers (fnctl doctor); none: plain processes. */
+    isolation: z.enum(['auto', 'none'], { error: 'must be one of auto, none' }),
   })
   .strict();
 
@@ -79,6 +81,7 @@ export const platformDefaults: PlatformConfig = {
   initTimeoutMs: 10_000,
   shutdownGraceMs: 10_000,
   logLevel: 'info',
+  isolation: 'auto',
 };
 
 export function platformConfig(overlay: Partial<PlatformConfig> = {}): PlatformConfig {

@@ -1,6 +1,12 @@
-// Platform metrics in Prometheus text format (GET /metrics). Label children are created once per
-// function version, so the invoke hot path only increments numbers.
+// Platform metrics in Prometheus text format (GET /metrics). The invoke hot path takes its label
+// children from a cache (invocationSeries), so per request it only increments numbers.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The two series every successful invocation updates. */
+export interface InvocationSeries {
+  ok: { inc(): void };
+  duration: { observe(seconds: number): void };
+}
 
 export class Metrics {
   readonly registry = new Registry();
@@ -40,6 +46,25 @@ export class Metrics {
     labelNames: ['function'] as const,
     registers: [this.registry],
   });
+
+  // labels() hashes its label values on every call; the invoke path asks for the same few
+  // children over and over, so they are kept per function and start kind.
+  private readonly series = new Map<string, Map<string, InvocationSeries>>();
+
+  /** The `ok` counter and duration histogram of FN started as START, created on first use. */
+  invocationSeries(fn: string, start: string): InvocationSeries {
+    let byStart = this.series.get(fn);
+    if (!byStart) {
+      byStart = new Map();
+      this.series.set(fn, byStart);
+    }
+    let s = byStart.get(start);
+    if (!s) {
+      s = { ok: this.invocations.labels(fn, start, 'ok'), duration: this.duration.labels(fn, start) };
+      byStart.set(start, s);
+    }
+    return s;
+  }
 
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'fnctl_' });

@@ -146,7 +146,8 @@ function respond(res: ServerResponse, out: PoolInvokeResult, requestId: string, 
   for (let i = 0; i < h.length; i += 2) {
     if (!RESPONSE_OWNED.has(h[i]!)) headers.push(h[i]!, h[i + 1]!);
   }
-  let timing = `queue;dur=${lease.queueMs.toFixed(2)}`;
+  // A warm request waited for nothing: skip formatting its zero.
+  let timing = lease.queueMs === 0 ? 'queue;dur=0.00' : `queue;dur=${lease.queueMs.toFixed(2)}`;
   if (lease.bootMs !== undefined) timing += `, ${lease.start === 'restore' ? 'restore' : 'init'};dur=${lease.bootMs.toFixed(2)}`;
   timing += `, handler;dur=${result.handlerMs.toFixed(2)}`;
   headers.push(
@@ -164,6 +165,7 @@ function respond(res: ServerResponse, out: PoolInvokeResult, requestId: string, 
     return;
   }
   res.end(result.body);
-  metrics.invocations.labels(fn, lease.start, 'ok').inc();
-  metrics.duration.labels(fn, lease.start).observe((performance.now() - started) / 1000);
+  const series = metrics.invocationSeries(fn, lease.start);
+  series.ok.inc();
+  series.duration.observe((performance.now() - started) / 1000);
 }

@@ -15,6 +15,7 @@ import { Pool, type PoolVm, type VmFactory } from '../microvm/pool.js';
 import { MicroVm, guestNodeFlags } from '../microvm/microvm.js';
 import { SnapshotStore, type StoredSnapshot } from '../snapshots/store.js';
 import { ScaleLoop } from './scaling.js';
+import { createJailer, type Jailer } from '../microvm/jailer.js';
 import type { InstanceInfo, MicroVmConfig } from '../microvm/types.js';
 import type { HandlerStyle } from '../core/protocol.js';
 
@@ -76,6 +77,7 @@ export class Platform {
   private readonly locks = new Map<string, Promise<unknown>>();
   private snapshotStore: SnapshotStore | undefined;
   private scaler: ScaleLoop | undefined;
+  private jailer: Jailer | undefined;
   private stopped = false;
 
   /**
@@ -100,7 +102,18 @@ export class Platform {
 
   /** Open the snapshot store and start the `min` microVMs of every function. */
   async start(): Promise<void> {
-    this.snapshotStore = await SnapshotStore.open(this.config.dataDir, { log: this.log });
+    if (this.config.isolation === 'auto' && !this.deps.boot) {
+      const jailer = createJailer();
+      await jailer.sweep();
+      this.jailer = jailer;
+      this.log.info({ jail: jailer.level, isolation: jailer.describe() }, 'microVM jail');
+      for (const warning of jailer.warnings) this.log.warn(`weaker isolation: ${warning} (see fnctl doctor)`);
+    }
+    const jailer = this.jailer;
+    this.snapshotStore = await SnapshotStore.open(this.config.dataDir, {
+      log: this.log,
+      ...(jailer ? { jail: (plain, input) => jailer.wrapBuild(plain, input) } : {}),
+    });
     for (const name of this.functions.keys()) this.poolFor(name).ensureMin();
     this.scaler = new ScaleLoop(() => this.pools(), this.clock, this.log);
     this.scaler.start();
@@ -117,7 +130,12 @@ export class Platform {
 
   private bootVm(config: MicroVmConfig, snapshot?: StoredSnapshot): Promise<PoolVm> {
     if (this.deps.boot) return this.deps.boot(config, snapshot);
-    const deps = { sink: this.logs, log: this.log };
+    const jailer = this.jailer;
+    const deps = {
+      sink: this.logs,
+      log: this.log,
+      ...(jailer ? { jail: (c: MicroVmConfig, plain: { command: string; args: string[] }) => jailer.wrap(c, plain, snapshot ? [snapshot.blobPath] : []) } : {}),
+    };
     if (!snapshot) return MicroVm.boot(config, deps);
     return MicroVm.boot(config, {
       ...deps,
@@ -434,6 +452,7 @@ export class Platform {
     const pools = [...this.functions.values()].flatMap((fn) => [...fn.pools.values()]);
     await Promise.all(pools.map((p) => p.drain(this.config.shutdownGraceMs)));
     await Promise.allSettled([...this.locks.values()]);
+    await this.jailer?.close();
     await this.logs.close();
     this.registry.close();
   }

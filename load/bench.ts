@@ -1,6 +1,11 @@
 // `npm run bench -- SCENARIO`: benchmarks that print their figures next to a baseline measured
 // in the same run, because this machine is shared and noisy. Scenarios: warm.
+//
+// Targets alternate within a round, and the order is reversed every other round, so that a slow
+// spell on the machine does not always land on the same target; every round is printed, then the
+// mean, so a noisy round can be seen for what it is.
 import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
 import { Command, InvalidArgumentError } from 'commander';
@@ -11,6 +16,13 @@ import { runLoad, type LoadResult } from './run.js';
 function positive(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
+  return n;
+}
+
+function atLeastTwo(value: string): number {
+  const n = Number(value);
+  // One round cannot tell a real difference from a noisy spell on a shared machine.
+  if (!Number.isInteger(n) || n < 2) throw new InvalidArgumentError('must be a whole number of at least 2');
   return n;
 }
 
@@ -29,7 +41,8 @@ function fmt(n: number, digits = 2): string {
   return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
 
-function printResults(results: LoadResult[]): void {
+function printResults(title: string, results: LoadResult[]): void {
+  console.log(`\n${title}`);
   const header = ['target', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'errors', 'non-2xx', 'starts'];
   const rows = results.map((r) => [
     r.label,
@@ -74,6 +87,17 @@ function mean(results: LoadResult[], label: string): LoadResult {
   };
 }
 
+interface Ratio {
+  target: string;
+  throughputRatio: number;
+  p99Ratio: number;
+}
+
+function ratios(results: LoadResult[]): Ratio[] {
+  const base = results[0]!;
+  return results.slice(1).map((r) => ({ target: r.label, throughputRatio: r.rps / base.rps, p99Ratio: r.latencyMs.p99 / base.latencyMs.p99 }));
+}
+
 /** Warm throughput and latency through the gateway against a bare node:http hello, alternated. */
 async function warm(opts: { connections: number; duration: number; rounds: number; json?: string }): Promise<void> {
   const [bare, platform] = await Promise.all([startBareServer(), startPlatform()]);
@@ -87,26 +111,36 @@ async function warm(opts: { connections: number; duration: number; rounds: numbe
       { label: `fnctl hello (concurrency ${opts.connections}, 1 microVM)`, url: `${platform.url}/fn/hello` },
       { label: 'fnctl hello (concurrency 1, up to 10 microVMs)', url: `${platform.url}/fn/hello-c1` },
     ];
-    console.log(`warm: ${opts.connections} connections, ${opts.duration} s per run, ${opts.rounds} rounds alternating; warming up…`);
+    const load = loadavg().map((l) => l.toFixed(2)).join(' ');
+    console.log(
+      `warm: ${opts.connections} connections, ${opts.duration} s per run, ${opts.rounds} rounds alternating ` +
+        `(order reversed every other round); load average ${load}; warming up…`,
+    );
     for (const t of targets) await runLoad({ label: t.label, url: t.url, connections: opts.connections, durationS: 2 });
-    const runs = new Map<string, LoadResult[]>(targets.map((t) => [t.label, []]));
+    const rounds: LoadResult[][] = [];
     for (let round = 0; round < opts.rounds; round++) {
-      for (const t of targets) {
-        runs.get(t.label)!.push(await runLoad({ label: t.label, url: t.url, connections: opts.connections, durationS: opts.duration }));
+      const byTarget = new Map<string, LoadResult>();
+      const order = round % 2 === 0 ? targets : [...targets].reverse();
+      for (const t of order) {
+        byTarget.set(t.label, await runLoad({ label: t.label, url: t.url, connections: opts.connections, durationS: opts.duration }));
       }
+      const results = targets.map((t) => byTarget.get(t.label)!);
+      rounds.push(results);
+      printResults(`round ${round + 1}`, results);
     }
-    const results = targets.map((t) => mean(runs.get(t.label)!, t.label));
-    printResults(results);
-    const base = results[0]!;
-    const ratios = results.slice(1).map((r) => ({
-      target: r.label,
-      throughputRatio: r.rps / base.rps,
-      p99Ratio: r.latencyMs.p99 / base.latencyMs.p99,
-    }));
-    for (const r of ratios) {
-      console.log(`${r.target}: throughput ${fmt(r.throughputRatio)} of bare (goal ≥ 0.50), p99 ${fmt(r.p99Ratio)}× bare (goal ≤ 2.00)`);
-    }
-    if (opts.json) writeFileSync(opts.json, JSON.stringify({ scenario: 'warm', results, ratios }, null, 2) + '\n');
+    const results = targets.map((t, i) => mean(rounds.map((r) => r[i]!), t.label));
+    printResults(`mean of ${opts.rounds} rounds`, results);
+    const perRound = rounds.map(ratios);
+    const meanRatios = ratios(results);
+    console.log('');
+    meanRatios.forEach((r, i) => {
+      const each = perRound.map((rs) => `${fmt(rs[i]!.throughputRatio)}/${fmt(rs[i]!.p99Ratio)}×`).join(', ');
+      console.log(
+        `${r.target}: throughput ${fmt(r.throughputRatio)} of bare (goal ≥ 0.50), p99 ${fmt(r.p99Ratio)}× bare (goal ≤ 2.00); ` +
+          `by round (throughput/p99): ${each}`,
+      );
+    });
+    if (opts.json) writeFileSync(opts.json, JSON.stringify({ scenario: 'warm', results, ratios: meanRatios, rounds, roundRatios: perRound }, null, 2) + '\n');
   } finally {
     await Promise.all([bare.stop(), platform.stop()]);
   }
@@ -118,7 +152,7 @@ program
   .description('warm throughput and latency of hello through the gateway vs a bare node:http server')
   .option('--connections <n>', 'concurrent connections', positive, 50)
   .option('--duration <seconds>', 'seconds per run', positive, 10)
-  .option('--rounds <n>', 'alternating rounds per target', positive, 2)
+  .option('--rounds <n>', 'alternating rounds per target (at least 2)', atLeastTwo, 2)
   .option('--json <file>', 'write the results as JSON')
   .action(warm);
 

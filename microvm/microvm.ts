@@ -8,9 +8,10 @@ import type { Readable } from 'node:stream';
 import type { Socket } from 'node:net';
 import { FnError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { FrameDecoder, FrameType, writeFrame, type ErrorMeta, type Frame, type ReadyMeta, type ResponseMeta } from '../core/protocol.js';
+import { FrameDecoder, FrameType, encodeFrame, writeFrame, type ErrorMeta, type Frame, type ReadyMeta, type ResponseMeta } from '../core/protocol.js';
 import { parseConsoleLine, readLines } from './guest/console.js';
 import { Lifecycle, isFinal } from './state.js';
+import type { JailedCommand } from './jailer.js';
 import type { BootInfo, ConsoleSink, InstanceInfo, InvokeRequest, InvokeResult, MicroVmConfig, MicroVmState, StartKind } from './types.js';
 
 export interface MicroVmDeps {
@@ -18,6 +19,12 @@ export interface MicroVmDeps {
   log?: Logger;
   /** How to start the guest; the default runs node on the bundle. A jailer or a snapshot restore wraps it. */
   spawnArgs?: (config: MicroVmConfig) => { command: string; args: string[] };
+  /**
+   * Jail the guest: wraps the command spawnArgs (or the default) gave. MicroVm prepares it before
+   * the spawn, attaches the pid, kills and pauses through it, reads its OOM counter and cleans it
+   * up before `exited` resolves.
+   */
+  jail?: (config: MicroVmConfig, plain: { command: string; args: string[] }) => JailedCommand;
   /** The guest is restored from a snapshot (lifecycle goes through `restoring`, start kind `restore`). */
   restore?: boolean;
 }
@@ -33,6 +40,8 @@ export interface ExitInfo {
 }
 
 const STDERR_TAIL = 20;
+/** A tick's INVOKE frames up to this size are copied into one buffer for the write. */
+const OUTBOX_COPY_BYTES = 64 * 1024;
 const OOM_RE = /JavaScript heap out of memory|Reached heap limit/;
 
 /**
@@ -85,6 +94,8 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
   private endAs: 'stopped' | 'failed' | undefined;
   private groupGone = false;
   private sawOom = false;
+  private jailed: JailedCommand | undefined;
+  private exitInfo: ExitInfo | undefined;
   private finished = false;
   private exitTimer: NodeJS.Timeout | undefined;
   private initError: FnError | undefined;
@@ -92,10 +103,33 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
   private resolveExited!: (info: ExitInfo) => void;
   private bootSettle: { resolve: () => void; reject: (e: FnError) => void } | undefined;
   private readonly onTimeout = (id: number): void => this.timeout(id);
-  private corked = false;
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.channel?.uncork();
+  /** The guest answered with a tuple meta, so it understands tuple INVOKEs (see core/protocol.ts). */
+  private tuples = false;
+  /**
+   * INVOKE frames started in this tick (a burst of responses that each start the next request),
+   * written together once the tick's I/O is done: one write and one syscall per burst instead of
+   * one per request, and small frames copied into one buffer rather than each going through the
+   * socket's write queue.
+   */
+  private outbox: Buffer[] = [];
+  private outboxBytes = 0;
+  private readonly flushOutbox = (): void => {
+    const parts = this.outbox;
+    const channel = this.channel;
+    if (parts.length === 0 || !channel) return;
+    const bytes = this.outboxBytes;
+    this.outbox = [];
+    this.outboxBytes = 0;
+    if (parts.length === 1) {
+      channel.write(parts[0]!);
+    } else if (bytes <= OUTBOX_COPY_BYTES) {
+      channel.write(Buffer.concat(parts, bytes));
+    } else {
+      // Large bodies go as they are, without a copy, in one corked batch.
+      channel.cork();
+      for (const part of parts) channel.write(part);
+      channel.uncork();
+    }
   };
 
   private constructor(
@@ -124,8 +158,10 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
   }
 
   /** Call `listener` once the guest is gone (at once, asynchronously, if it already is). */
+  /** Called once the guest is gone (before its jail is cleaned up: see `exited` for that). */
   onExit(listener: (info: ExitInfo) => void): void {
-    void this.exited.then(listener);
+    if (this.exitInfo) queueMicrotask(() => listener(this.exitInfo!));
+    else this.once('exit', listener);
   }
 
   get state(): MicroVmState {
@@ -143,10 +179,26 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
   private spawnGuest(): Promise<void> {
     const { config, deps } = this;
     this.lifecycle.to(deps.restore ? 'restoring' : 'booting');
-    const { command, args } = deps.spawnArgs?.(config) ?? {
+    const plain = deps.spawnArgs?.(config) ?? {
       command: process.execPath,
       args: [...guestNodeFlags(config), config.rootfs.bundlePath],
     };
+    let spec = plain;
+    if (deps.jail) {
+      try {
+        const jailed = deps.jail(config, plain);
+        jailed.prepare();
+        this.jailed = jailed;
+        spec = jailed;
+      } catch (err) {
+        // Fail closed: no jail, no guest.
+        const booted = new Promise<void>((resolve, reject) => (this.bootSettle = { resolve, reject }));
+        this.doom = new FnError('INIT_FAILED', `microVM ${this.id} could not be jailed: ${(err as Error).message}`, { cause: err });
+        this.finish(null, null);
+        return booted;
+      }
+    }
+    const { command, args } = spec;
     const { NODE_OPTIONS: _ignored, ...userEnv } = config.env;
     const env: Record<string, string> = {
       PATH: '/usr/local/bin:/usr/bin:/bin',
@@ -156,6 +208,9 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
       FNCTL_FUNCTION_VERSION: String(config.version),
       FNCTL_FUNCTION_MEMORY_MB: String(config.memoryMib),
       FNCTL_INSTANCE_ID: config.id,
+      // How many requests this guest may be given at once: with one, the runtime can tag console
+      // lines with the current request without AsyncLocalStorage and its promise hooks.
+      FNCTL_CONCURRENCY: String(config.concurrency),
       FNCTL_CHANNEL_FD: '3',
     };
     const t0 = performance.now();
@@ -163,6 +218,7 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
     // detached: a process group of its own, so one kill takes everything the function started.
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], detached: true, env, cwd: dirname(config.rootfs.bundlePath) });
     this.child = child;
+    if (child.pid !== undefined) this.jailed?.attach(child.pid);
     child.on('error', (err) => {
       // Spawn failures (no such command) emit no 'exit'.
       if (child.pid === undefined) {
@@ -198,6 +254,7 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
         if (!p) return;
         const meta = frame.meta as ResponseMeta;
         this.rssBytes = meta.rssBytes;
+        if (frame.tuple) this.tuples = true;
         p.resolve({ status: meta.status, headers: meta.headers, body: frame.payload, handlerMs: meta.handlerMs, rssBytes: meta.rssBytes });
         return;
       }
@@ -264,16 +321,12 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
       const timer = setTimeout(this.onTimeout, timeoutMs, id);
       timer.unref();
       this.pending.set(id, new Pending(req.requestId, resolve, reject, timer));
-      // Invokes started in the same tick (a burst of responses that each start the next request)
-      // leave in one write: one syscall per burst instead of one per request.
-      const channel = this.channel!;
-      if (!this.corked) {
-        this.corked = true;
-        channel.cork();
-        setImmediate(this.uncork);
-      }
+      if (this.outbox.length === 0) setImmediate(this.flushOutbox);
       const { requestId, method, path, query, headers, sourceIp } = req;
-      writeFrame(channel, FrameType.INVOKE, id, { requestId, method, path, query, headers, timeoutMs, sourceIp }, req.body);
+      for (const part of encodeFrame(FrameType.INVOKE, id, { requestId, method, path, query, headers, timeoutMs, sourceIp }, req.body, this.tuples)) {
+        this.outbox.push(part);
+        this.outboxBytes += part.length;
+      }
     });
   }
 
@@ -303,7 +356,9 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
     if (state === 'idle' || state === 'busy' || state === 'paused') {
       this.endAs ??= 'stopped';
       this.lifecycle.to('stopping');
-      if (state === 'paused') this.signalGroup('SIGCONT');
+      if (state === 'paused') this.resumeGuest();
+      // After the INVOKEs of this tick: the guest must see them before it is told to finish.
+      this.flushOutbox();
       writeFrame(this.channel!, FrameType.SHUTDOWN, 0, {});
       const t = setTimeout(() => {
         this.doom ??= new FnError('FUNCTION_CRASHED', `microVM ${this.id} was stopped: requests still in flight after ${seconds(graceMs)} seconds`);
@@ -330,7 +385,27 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
     return { id, functionName, version, state: this.state, start, pid: this.pid, createdAt, lastUsedAt, inflight: this.inflight, invocations, rssBytes };
   }
 
+  /** Freeze the guest (the cgroup freezer, else SIGSTOP): a standby microVM costs no CPU. */
+  async pause(): Promise<void> {
+    this.lifecycle.to('paused');
+    if (this.jailed) await this.jailed.pause();
+    else this.signalGroup('SIGSTOP');
+  }
+
+  async resume(): Promise<void> {
+    if (this.jailed) await this.jailed.resume();
+    else this.signalGroup('SIGCONT');
+    this.lifecycle.to('idle');
+  }
+
+  private resumeGuest(): void {
+    if (this.jailed) void this.jailed.resume().catch(() => undefined);
+    else this.signalGroup('SIGCONT');
+  }
+
   private signalGroup(signal: NodeJS.Signals): void {
+    // Whatever escaped the process group is still in the cgroup.
+    if (signal === 'SIGKILL') this.jailed?.kill();
     const pid = this.child?.pid;
     if (pid === undefined || this.groupGone) return;
     try {
@@ -359,6 +434,8 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
     this.finished = true;
     clearTimeout(this.exitTimer);
     const how = signal ? `signal ${signal}` : `code ${code}`;
+    // The cgroup OOM killer leaves no message, only a counter.
+    if (!this.sawOom && this.jailed?.oomKilled()) this.sawOom = true;
     const details = { code, signal, stderr: [...this.stderrTail] };
     // What in-flight requests fail with: why we killed it, else what the guest died of.
     const error = this.doom ?? (this.sawOom ? new FnError('OUT_OF_MEMORY', `function ran out of memory (limit ${this.config.memoryMib} MiB)`, { details }) : undefined);
@@ -401,8 +478,13 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
     const reported = error ?? (end === 'stopped' ? undefined : new FnError('FUNCTION_CRASHED', `microVM ${this.id} exited with ${how}`, { details }));
     if (reported) info.error = reported;
     this.deps.log?.debug({ instance: this.id, code, signal, state: end, error: reported?.message }, 'microVM exited');
-    this.resolveExited(info);
+    // Pools hear of the exit at once, so no request is sent to a dead microVM; `exited` (what
+    // stop() and kill() wait for) resolves only once the jail is cleaned up, so nothing is left.
+    this.exitInfo = info;
     this.emit('exit', info);
+    const done = (): void => this.resolveExited(info);
+    if (this.jailed) void this.jailed.cleanup().then(done, done);
+    else done();
   }
 
   private line(stream: 'stdout' | 'stderr', line: string): void {

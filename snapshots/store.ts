@@ -5,7 +5,7 @@
 // temp name, fsync'd and renamed; its metadata goes last and is the commit record, so a crash at
 // any point leaves either a complete snapshot or one that get() discards.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FnError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -21,10 +21,20 @@ export interface StoredSnapshot {
 
 export type StoreBuildResult = { status: 'ok'; snapshot: StoredSnapshot; build: BuildOk } | BuildNotSnapshotable;
 
+/** A builder's command wrapped in a jail, with what must run before the spawn and after the exit. */
+export interface JailedBuild {
+  command: string;
+  args: string[];
+  prepare(): void;
+  cleanup(): Promise<unknown>;
+}
+
 export interface SnapshotStoreOptions {
   log?: Logger;
-  /** Wraps the builder's command (a jailer). */
+  /** Wraps the builder's command (a plain wrapper, without setup or cleanup). */
   spawnArgs?: BuildInput['spawnArgs'];
+  /** Builds inside the microVMs' jail: snapshots are taken under the same isolation they run in. */
+  jail?: (plain: { command: string; args: string[] }, input: { bundlePath: string; outPath: string; memoryMib: number }) => JailedBuild;
   serializeTimeoutMs?: number;
 }
 
@@ -113,14 +123,26 @@ export class SnapshotStore {
     const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
     const tmpBlob = join(this.dir, `${TMP_PREFIX}${key}-${tag}.blob`);
     const tmpMeta = join(this.dir, `${TMP_PREFIX}${key}-${tag}.json`);
+    let jailed: JailedBuild | undefined;
     try {
-      const { spawnArgs, serializeTimeoutMs } = this.options;
+      const { spawnArgs, serializeTimeoutMs, jail } = this.options;
+      const wrap = jail
+        ? (plain: { command: string; args: string[] }) => {
+            jailed = jail(plain, { bundlePath, outPath: tmpBlob, memoryMib });
+            jailed.prepare();
+            return jailed;
+          }
+        : spawnArgs;
       const result = await buildSnapshot({
         bundlePath, outPath: tmpBlob, memoryMib, initTimeoutMs,
-        ...(spawnArgs ? { spawnArgs } : {}),
+        ...(wrap ? { spawnArgs: wrap } : {}),
         ...(serializeTimeoutMs !== undefined ? { serializeTimeoutMs } : {}),
       });
+      await jailed?.cleanup();
+      jailed = undefined;
       if (result.status !== 'ok') return result;
+      // The jail writes the blob as its own uid; the stored blob is read-only for everyone.
+      await chmod(tmpBlob, 0o444);
       await fsyncFile(tmpBlob);
       const { sha256, bytes } = await hashFile(tmpBlob);
       const meta = makeMeta({ memoryMib, sha256, blobBytes: bytes, initMs: result.initMs, buildMs: result.buildMs, bundleSha256, style: result.style });
@@ -134,6 +156,7 @@ export class SnapshotStore {
       this.options.log?.info({ key, blobBytes: bytes, initMs: result.initMs, buildMs: Math.round(result.buildMs) }, 'snapshot built');
       return { status: 'ok', snapshot: { key, blobPath, metaPath, meta }, build: { ...result, blobPath } };
     } finally {
+      await jailed?.cleanup();
       await Promise.all([rm(tmpBlob, { force: true }), rm(tmpMeta, { force: true })]);
     }
   }

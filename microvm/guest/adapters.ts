@@ -1,10 +1,16 @@
 // The two handler styles a function can export, each turned into one shape the guest runtime
 // serves: (invoke meta, body) → {status, headers, body}. Web-standard `fetch(request, env, ctx)`
-// gets a real Request; AWS Lambda `handler(event, context)` gets a function URL / API Gateway HTTP
-// API payload format 2.0 event, and its result is mapped the way Lambda function URLs map it.
+// gets a Request (a lightweight one, see web.ts); AWS Lambda `handler(event, context)` gets a
+// function URL / API Gateway HTTP API payload format 2.0 event, and its result is mapped the way
+// Lambda function URLs map it.
 import { isUtf8 } from 'node:buffer';
 import type { FlatHeaders, InvokeMeta } from '../../core/protocol.js';
 import { FnError } from '../../core/errors.js';
+import { flattenHeaders, installWebGlobals, lightResponseParts, makeRequest, realBodySource } from './web.js';
+
+// The runtime imports this module before the function's, so the function's code sees the same
+// Request and Response as the fetch adapter. Installs lazy getters only: nothing loads until used.
+installWebGlobals();
 
 export interface GuestResponse {
   status: number;
@@ -68,20 +74,65 @@ export type FetchHandler = (request: Request, env: Record<string, string | undef
 // make Request construction throw or smuggle a path.
 const HOST_RE = /^[A-Za-z0-9.\-_~]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
 
+function authority(host: string | undefined): string {
+  return host && HOST_RE.test(host) ? host : 'localhost';
+}
+
 export function requestUrl(meta: InvokeMeta): string {
-  const host = headerValue(meta.headers, 'host');
-  const authority = host && HOST_RE.test(host) ? host : 'localhost';
   const path = meta.path.startsWith('/') ? meta.path : `/${meta.path}`;
-  return meta.query ? `http://${authority}${path}?${meta.query}` : `http://${authority}${path}`;
+  const origin = `http://${authority(headerValue(meta.headers, 'host'))}`;
+  return meta.query ? `${origin}${path}?${meta.query}` : `${origin}${path}`;
+}
+
+/** Methods the real Request keeps as they are (and never rejects) once upper-cased. */
+const PLAIN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
+// Paths and queries that the URL parser leaves exactly as they are (RFC 3986 pchar, no dot
+// segments, no encoded dots; no ' in a query, which http URLs percent-encode there), so a
+// request's url needs no parse at all.
+const PLAIN_PATH = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/;
+const DOT_SEGMENT = /\/\.\.?(?:\/|$)|%2e/i;
+const PLAIN_QUERY = /^[A-Za-z0-9\-._~!$&()*+,;=:@/?%]*$/;
+/** Serialised origins by Host header: hosts repeat, and a URL parse costs a microsecond. Bounded. */
+const origins = new Map<string, string>();
+
+/**
+ * The request's URL exactly as `new Request(url).url` would give it, without a URL parse for the
+ * usual shapes; undefined when it does not parse (the real Request throws then, as it always did).
+ */
+function canonicalUrl(meta: InvokeMeta): string | undefined {
+  const path = meta.path;
+  if (PLAIN_PATH.test(path) && !DOT_SEGMENT.test(path) && PLAIN_QUERY.test(meta.query)) {
+    const host = headerValue(meta.headers, 'host') ?? '';
+    let origin = origins.get(host);
+    if (origin === undefined) {
+      try {
+        origin = new URL(`http://${authority(host)}/`).origin;
+      } catch {
+        return undefined;
+      }
+      if (origins.size >= 64) origins.clear();
+      origins.set(host, origin);
+    }
+    return meta.query ? `${origin}${path}?${meta.query}` : `${origin}${path}`;
+  }
+  try {
+    return new URL(requestUrl(meta)).href;
+  } catch {
+    return undefined;
+  }
 }
 
 export function buildRequest(meta: InvokeMeta, body: Buffer): Request {
+  const method = meta.method.toUpperCase();
+  const withBody = method !== 'GET' && method !== 'HEAD' && body.length > 0;
+  const url = PLAIN_METHODS.has(method) ? canonicalUrl(meta) : undefined;
+  if (url !== undefined) return makeRequest({ method, url, headers: meta.headers, body: withBody ? body : null });
+  // Unusual method or URL: the real Request, which normalises or rejects them its own way.
   const headers = new Headers();
   const h = meta.headers;
   for (let i = 0; i < h.length; i += 2) headers.append(h[i]!, h[i + 1]!);
-  const method = meta.method.toUpperCase();
   const init: RequestInit = { method, headers };
-  if (method !== 'GET' && method !== 'HEAD' && body.length > 0) init.body = body as Uint8Array<ArrayBuffer>;
+  if (withBody) init.body = body as Uint8Array<ArrayBuffer>;
   return new Request(requestUrl(meta), init);
 }
 
@@ -96,43 +147,16 @@ function isResponse(value: unknown): value is Response {
 }
 
 export async function responseToGuest(value: unknown): Promise<GuestResponse> {
+  // The common case: a LightResponse read straight from its fields (no Headers, no stream).
+  const light = lightResponseParts(value);
+  if (light) return light;
   if (!isResponse(value)) {
     throw new FnError('FUNCTION_ERROR', `fetch handler returned ${describeValue(value)}, expected a Response`);
   }
   const status = checkStatus(value.status, 'fetch handler returned a Response with status');
-  const headers: string[] = [];
-  value.headers.forEach((v, k) => {
-    if (k !== 'set-cookie') headers.push(k, v);
-  });
-  // Headers joins repeated set-cookie with ", " when iterated the old way; getSetCookie keeps them apart.
-  const cookies = typeof value.headers.getSetCookie === 'function' ? value.headers.getSetCookie() : [];
-  for (const c of cookies) headers.push('set-cookie', c);
-  const body = value.body === null ? EMPTY : (bodySource(value) ?? new Uint8Array(await value.arrayBuffer()));
+  const headers = flattenHeaders(value.headers);
+  const body = value.body === null ? EMPTY : (realBodySource(value) ?? new Uint8Array(await value.arrayBuffer()));
   return { status, headers, body };
-}
-
-let stateSymbol: symbol | null | undefined;
-
-/**
- * The bytes a Response was constructed from (`new Response('hello')`, `c.text(…)`, `Response.json`),
- * read from undici's internal state. Reading the body through its ReadableStream instead costs
- * more than the rest of the fetch adapter together. Undefined whenever the shape is not the one
- * expected (a stream body, a used body, another Response class, another undici): then the caller
- * reads the body the standard way.
- */
-function bodySource(res: Response): Uint8Array | undefined {
-  if (!(res instanceof Response) || res.bodyUsed) return undefined;
-  if (stateSymbol === undefined) {
-    stateSymbol = Object.getOwnPropertySymbols(res).find((s) => s.description === 'state') ?? null;
-  }
-  if (stateSymbol === null) return undefined;
-  const body = (res as unknown as Record<symbol, { body?: { source?: unknown; stream?: ReadableStream } | null } | undefined>)[stateSymbol]?.body;
-  if (!body || body.stream?.locked) return undefined;
-  const src = body.source;
-  if (typeof src === 'string') return Buffer.from(src);
-  if (src instanceof Uint8Array) return src;
-  if (src instanceof ArrayBuffer) return new Uint8Array(src);
-  return undefined;
 }
 
 let envCache: Record<string, string | undefined> | undefined;
@@ -173,8 +197,14 @@ export function envCopy(): Record<string, string | undefined> {
   return { ...envCache };
 }
 
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as PromiseLike<unknown>).then === 'function';
+}
+
 export function makeFetchAdapter(fetch: FetchHandler, track: (p: Promise<unknown>) => void): Adapter {
-  return async (meta, body) => {
+  // Not an async function: a handler that returns a LightResponse synchronously costs one promise
+  // here instead of four, and each promise also pays the runtime's AsyncLocalStorage hooks.
+  return (meta, body) => {
     const ctx: FetchContext = {
       waitUntil(promise: unknown) {
         track(Promise.resolve(promise));
@@ -182,9 +212,17 @@ export function makeFetchAdapter(fetch: FetchHandler, track: (p: Promise<unknown
       passThroughOnException() {},
       requestId: meta.requestId,
     };
-    // A copy as of this invocation: the function sees its configured env, and changing the copy
-    // does not change process.env (as with Workers' env).
-    return responseToGuest(await fetch(buildRequest(meta, body), envCopy(), ctx));
+    let out: unknown;
+    try {
+      // A copy of the env as of this invocation: the function sees its configured env, and
+      // changing the copy does not change process.env (as with Workers' env).
+      out = fetch(buildRequest(meta, body), envCopy(), ctx);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (isThenable(out)) return Promise.resolve(out).then(responseToGuest);
+    const light = lightResponseParts(out);
+    return light ? Promise.resolve(light) : responseToGuest(out);
   };
 }
 

@@ -85,7 +85,7 @@ describe('errors of the contract', () => {
     expect(thrown.json().error.message).toContain('boom from the handler');
     expectError(await http('/fn/faults/bad-return'), 502, 'FUNCTION_ERROR');
     const after = await http('/fn/faults/pid');
-    expect(after.text).toBe(first.text);
+    expect(after.headers['x-fn-instance']).toBe(first.headers['x-fn-instance']);
   });
 
   it('502 FUNCTION_CRASHED when the microVM dies; the next call gets a new microVM', async () => {
@@ -93,19 +93,20 @@ describe('errors of the contract', () => {
     expectError(await http('/fn/faults/exit'), 502, 'FUNCTION_CRASHED');
     const next = await http('/fn/faults/pid');
     expect(next.status).toBe(200);
-    expect(next.text).not.toBe(before.text);
+    expect(next.headers['x-fn-instance']).not.toBe(before.headers['x-fn-instance']);
   });
 
   it('504 FUNCTION_TIMEOUT kills the microVM; the next call succeeds on a new one', async () => {
     const before = await http('/fn/faults/pid');
     const slow = await http('/fn/faults/sleep?ms=5000');
     expectError(slow, 504, 'FUNCTION_TIMEOUT');
-    const pid = Number(before.text);
+    const killed = gateway.platform.instances('faults').find((i) => i.id === before.headers['x-fn-instance']);
     // The kill is sent before the 504; the process is gone moments later.
-    await expect.poll(() => isRunning(pid), { timeout: 3000 }).toBe(false);
+    if (killed?.pid) await expect.poll(() => isRunning(killed.pid!), { timeout: 3000 }).toBe(false);
+    await expect.poll(() => gateway.platform.instances('faults').some((i) => i.id === before.headers['x-fn-instance']), { timeout: 3000 }).toBe(false);
     const next = await http('/fn/faults/pid');
     expect(next.status).toBe(200);
-    expect(next.text).not.toBe(before.text);
+    expect(next.headers['x-fn-instance']).not.toBe(before.headers['x-fn-instance']);
   });
 
   it('429 THROTTLED with retry-after when max microVMs are busy and the queue is full or waits too long', async () => {

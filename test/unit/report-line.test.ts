@@ -1,0 +1,104 @@
+// The REPORT record's ready-made JSON line (microvm/pool.ts report()) is exactly what
+// JSON.stringify gives for the record, and the log store writes and keeps it as such; the store's
+// off-heap ring keeps the newest records of any size.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeClock } from '../../core/clock.js';
+import { silentLogger } from '../../core/log.js';
+import { LogStore } from '../../functions/logs.js';
+import { Pool } from '../../microvm/pool.js';
+import type { ConsoleRecord, InvokeRequest, MicroVmConfig } from '../../microvm/types.js';
+import { FakeVm } from '../helpers/fake-vm.js';
+
+const JSON_LINE = Symbol.for('fnctl.consoleRecord.jsonLine');
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const req = (requestId: string): InvokeRequest => ({ requestId, method: 'GET', path: '/', query: '', headers: [], body: Buffer.alloc(0), sourceIp: '' });
+const flush = () => new Promise((r) => setImmediate(r));
+
+async function reports(functionName: string, ids: string[]): Promise<(ConsoleRecord & { [JSON_LINE]?: string })[]> {
+  const records: ConsoleRecord[] = [];
+  const vms: FakeVm[] = [];
+  const pool = new Pool({
+    spec: { functionName, version: 4, bundlePath: '/b', memoryMib: 256, timeoutMs: 1000, concurrency: 1, min: 0, max: 1, standby: 0, idleMs: 60_000, env: {}, network: 'host' },
+    factory: async (config: MicroVmConfig) => {
+      const vm = new FakeVm(config.id);
+      vms.push(vm);
+      return vm;
+    },
+    clock: new FakeClock(1_700_000_000_123),
+    log: silentLogger(),
+    sink: { record: (r) => records.push(r) },
+    initTimeoutMs: 1000,
+    queueWaitMs: 500,
+    queueLength: 10,
+  });
+  for (const id of ids) {
+    const call = pool.invoke(req(id));
+    await flush();
+    vms[0]!.finish();
+    await call;
+  }
+  return records.filter((r) => r.level === 'REPORT');
+}
+
+describe('REPORT line', () => {
+  it('is JSON.stringify of the record, with and without the init duration', async () => {
+    const rs = await reports('hello-fn', ['8ff3293f-82a9-4866-95b6-8b6c3d2bf0b4', 'r2']);
+    expect(rs).toHaveLength(2);
+    expect(rs[0]!.message).toMatch(/\tInit Duration: /);
+    for (const r of rs) {
+      expect(r[JSON_LINE]).toBeDefined();
+      expect(r[JSON_LINE]).toBe(JSON.stringify(r));
+    }
+  });
+
+  it('is left to JSON.stringify when a string in it would need escaping', async () => {
+    const [r] = await reports('hello-fn', ['we"ird\\id\t']);
+    expect(r![JSON_LINE]).toBeUndefined();
+    expect(r!.message).toContain('we"ird\\id\t');
+  });
+
+  it('is what the log store writes and keeps', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fnctl-report-'));
+    dirs.push(dir);
+    const store = new LogStore(dir);
+    const rs = await reports('hello-fn', ['a1', 'a2', 'we"ird']);
+    for (const r of rs) store.record(r);
+    expect(store.recent('hello-fn')).toEqual(rs.map((r) => JSON.parse(JSON.stringify(r)) as ConsoleRecord));
+    await store.close();
+    expect(readFileSync(path.join(dir, 'hello-fn.log'), 'utf8')).toBe(rs.map((r) => JSON.stringify(r) + '\n').join(''));
+  });
+});
+
+describe('LogStore ring', () => {
+  it('keeps the newest records across many chunks, long lines and short ones, in order', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fnctl-ring-'));
+    dirs.push(dir);
+    const store = new LogStore(dir, { ringSize: 50 });
+    const rec = (i: number, size: number): ConsoleRecord => ({ time: i, functionName: 'memory only!', version: 1, instance: 'vm', stream: 'stdout', message: `${i} ${'é'.repeat(size)}` });
+    // Short lines fill several 64 KiB chunks; every 7th is too long for a chunk and kept apart.
+    for (let i = 0; i < 5000; i++) store.record(rec(i, i % 7 === 0 ? 20_000 : i % 300));
+    const kept = store.recent('memory only!');
+    expect(kept).toHaveLength(50);
+    expect(kept.map((r) => r.time)).toEqual(Array.from({ length: 50 }, (_, i) => 4950 + i));
+    expect(kept.map((r) => r.message)).toEqual(kept.map((r) => rec(r.time, r.time % 7 === 0 ? 20_000 : r.time % 300).message));
+  });
+
+  it('holds about ringSize KiB of lines at most: the oldest go first when lines are long', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fnctl-ring-'));
+    dirs.push(dir);
+    const store = new LogStore(dir, { ringSize: 1000 });
+    for (let i = 0; i < 3000; i++) store.record({ time: i, functionName: 'memory only!', version: 1, instance: 'vm', stream: 'stdout', message: 'x'.repeat(4000) });
+    const kept = store.recent('memory only!').map((r) => r.time);
+    // 1000 KiB of 4 KB lines, give or take a chunk, and always the newest.
+    expect(kept.length).toBeGreaterThan(220);
+    expect(kept.length).toBeLessThan(260);
+    expect(kept).toEqual(Array.from({ length: kept.length }, (_, i) => 3000 - kept.length + i));
+  });
+});
