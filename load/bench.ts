@@ -6,11 +6,11 @@
 // mean, so a noisy round can be seen for what it is.
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import path from 'node:path';
-import { request } from 'undici';
 import { Command, InvalidArgumentError } from 'commander';
-import { packageFunction } from '../functions/package.js';
-import { repoRoot, startBareServer, startPlatform, type RunningPlatform } from './processes.js';
+import { startBareServer, startPlatform } from './processes.js';
+import { deployExample } from './platform-api.js';
+import { cold } from './cold.js';
+import { burst } from './burst.js';
 import { runLoad, type LoadResult } from './run.js';
 
 function positive(value: string): number {
@@ -26,16 +26,6 @@ function atLeastTwo(value: string): number {
   return n;
 }
 
-async function deploy(platform: RunningPlatform, name: string, file: string, settings: Record<string, unknown>): Promise<void> {
-  const pkg = await packageFunction(path.join(repoRoot, file));
-  const res = await request(`${platform.url}/api/functions/${name}/versions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${platform.token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ bundle: pkg.bundle.toString('base64'), settings }),
-  });
-  const text = await res.body.text();
-  if (res.statusCode >= 300) throw new Error(`deploy of ${name} failed: ${text}`);
-}
 
 function fmt(n: number, digits = 2): string {
   return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
@@ -56,6 +46,11 @@ function printResults(title: string, results: LoadResult[]): void {
     String(r.non2xx),
     Object.entries(r.starts).map(([k, v]) => `${k}:${v}`).join(' ') || '-',
   ]);
+  printRows(header, rows);
+}
+
+/** A table: the first column left-aligned, the figures right-aligned. */
+function printRows(header: string[], rows: string[][]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   console.log(line(header));
@@ -104,8 +99,8 @@ async function warm(opts: { connections: number; duration: number; rounds: numbe
   try {
     // One microVM serving every connection (as an isolate platform would), and Lambda's model of
     // one request per microVM spread over up to ten of them.
-    await deploy(platform, 'hello', 'functions/examples/hello.js', { concurrency: opts.connections, max: 1 });
-    await deploy(platform, 'hello-c1', 'functions/examples/hello.js', { concurrency: 1, max: 10 });
+    await deployExample(platform, 'hello', 'functions/examples/hello.js', { concurrency: opts.connections, max: 1 });
+    await deployExample(platform, 'hello-c1', 'functions/examples/hello.js', { concurrency: 1, max: 10 });
     const targets = [
       { label: 'bare node:http', url: `${bare.url}/` },
       { label: `fnctl hello (concurrency ${opts.connections}, 1 microVM)`, url: `${platform.url}/fn/hello` },
@@ -155,5 +150,36 @@ program
   .option('--rounds <n>', 'alternating rounds per target (at least 2)', atLeastTwo, 2)
   .option('--json <file>', 'write the results as JSON')
   .action(warm);
+
+program
+  .command('cold')
+  .description('first-response latency from zero microVMs, with and without snapshot, vs a bare node -e 0')
+  .option('--samples <n>', 'starts per series', positive, 15)
+  .option('--json <file>', 'write the results as JSON')
+  .action(async (opts: { samples: number; json?: string }) => {
+    const { series, ratios } = await cold(opts);
+    const rows = series.map((s) => [s.label, fmt(s.p50, 1), fmt(s.p90, 1), fmt(s.min, 1), fmt(s.max, 1), fmt(s.startPhaseP50, 1), Object.entries(s.starts).map(([k, v]) => `${k}:${v}`).join(' ')]);
+    printRows(['series', 'p50 ms', 'p90 ms', 'min ms', 'max ms', 'restore/init p50 ms', 'starts'], rows);
+    for (const [what, ratio] of Object.entries(ratios)) console.log(`${what}: ${fmt(ratio)}`);
+    if (opts.json) writeFileSync(opts.json, JSON.stringify({ scenario: 'cold', series, ratios }, null, 2) + '\n');
+  });
+
+program
+  .command('burst')
+  .description('from zero, N connections at once on hello with concurrency 1: statuses and microVMs over time')
+  .option('--connections <n>', 'concurrent connections', positive, 100)
+  .option('--duration <seconds>', 'seconds', positive, 10)
+  .option('--max <n>', 'max microVMs of the function', positive, 10)
+  .option('--json <file>', 'write the results as JSON')
+  .action(async (opts: { connections: number; duration: number; max: number; json?: string }) => {
+    const r = await burst(opts);
+    console.log(`burst: ${r.connections} connections for ${r.durationS} s on hello (concurrency 1, max ${opts.max}), from zero microVMs`);
+    console.log(`  ${r.requests} responses, ${fmt(r.rps, 0)} req/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, max ${r.latencyMs.max} ms`);
+    console.log(`  by status: ${Object.entries(r.statuses).map(([k, v]) => `${k}: ${v}`).join(', ')}; transport errors: ${r.errors}`);
+    const bad = Object.keys(r.statuses).filter((s) => s !== '200' && s !== '429');
+    console.log(`  errors other than 429 THROTTLED: ${bad.length === 0 && r.errors === 0 ? 'none' : bad.join(', ')}`);
+    console.log(`  microVMs over time (s: count): ${r.microvms.filter((_, i) => i % 2 === 0).map(([t, n]) => `${(t / 1000).toFixed(1)}: ${n}`).join(', ')}`);
+    if (opts.json) writeFileSync(opts.json, JSON.stringify({ scenario: 'burst', ...r }, null, 2) + '\n');
+  });
 
 await program.parseAsync(process.argv);
