@@ -9,7 +9,7 @@ import { loadavg } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import { startBareServer, startPlatform } from './processes.js';
 import { deployExample } from './platform-api.js';
-import { cold } from './cold.js';
+import { cold, jailCost, type ColdSeries } from './cold.js';
 import { burst } from './burst.js';
 import { runLoad, type LoadResult } from './run.js';
 
@@ -156,13 +156,21 @@ program
   .description('first-response latency from zero microVMs, with and without snapshot, vs a bare node -e 0')
   .option('--samples <n>', 'starts per series', positive, 15)
   .option('--json <file>', 'write the results as JSON')
-  .action(async (opts: { samples: number; json?: string }) => {
-    const { series, ratios } = await cold(opts);
-    const rows = series.map((s) => [s.label, fmt(s.p50, 1), fmt(s.p90, 1), fmt(s.min, 1), fmt(s.max, 1), fmt(s.startPhaseP50, 1), Object.entries(s.starts).map(([k, v]) => `${k}:${v}`).join(' ')]);
-    printRows(['series', 'p50 ms', 'p90 ms', 'min ms', 'max ms', 'restore/init p50 ms', 'starts'], rows);
-    for (const [what, ratio] of Object.entries(ratios)) console.log(`${what}: ${fmt(ratio)}`);
-    if (opts.json) writeFileSync(opts.json, JSON.stringify({ scenario: 'cold', series, ratios }, null, 2) + '\n');
-  });
+  .action(async (opts: { samples: number; json?: string }) => printCold('cold', await cold(opts), opts.json));
+
+program
+  .command('jail')
+  .description("the jail's cost: hello restore and cold boot on a jailed platform vs one without, same run")
+  .option('--samples <n>', 'starts per series', positive, 15)
+  .option('--json <file>', 'write the results as JSON')
+  .action(async (opts: { samples: number; json?: string }) => printCold('jail', await jailCost(opts), opts.json));
+
+function printCold(scenario: string, { series, ratios }: { series: ColdSeries[]; ratios: Record<string, number> }, json?: string): void {
+  const rows = series.map((s) => [s.label, fmt(s.p50, 1), fmt(s.p90, 1), fmt(s.min, 1), fmt(s.max, 1), fmt(s.startPhaseP50, 1), Object.entries(s.starts).map(([k, v]) => `${k}:${v}`).join(' ')]);
+  printRows(['series', 'p50 ms', 'p90 ms', 'min ms', 'max ms', 'restore/init p50 ms', 'starts'], rows);
+  for (const [what, ratio] of Object.entries(ratios)) console.log(`${what}: ${fmt(ratio)}`);
+  if (json) writeFileSync(json, JSON.stringify({ scenario, series, ratios }, null, 2) + '\n');
+}
 
 program
   .command('burst')

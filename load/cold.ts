@@ -62,6 +62,46 @@ async function firstResponse(target: PlatformTarget, name: string): Promise<Cold
   return { totalMs, startMs: phase ? Number(phase[1]) : 0, start: String(res.headers['x-fn-start'] ?? '?') };
 }
 
+/**
+ * The jail's cost: hello restored and booted on a jailed platform and on one without a jail,
+ * sampled interleaved in the same run.
+ */
+export async function jailCost(opts: { samples: number }): Promise<{ series: ColdSeries[]; ratios: Record<string, number> }> {
+  const [jailed, bare] = await Promise.all([startPlatform({ isolation: 'auto' }), startPlatform({ isolation: 'none' })]);
+  try {
+    const platforms = [
+      { target: jailed, label: 'jailed' },
+      { target: bare, label: 'no jail' },
+    ];
+    const kinds = [
+      { name: 'hello-snap', snapshot: 'required', label: 'restore' },
+      { name: 'hello-boot', snapshot: 'off', label: 'cold boot' },
+    ];
+    for (const p of platforms) for (const k of kinds) await deployExample(p.target, k.name, 'functions/examples/hello.js', { snapshot: k.snapshot });
+    const samples = new Map<string, ColdSample[]>();
+    for (let i = 0; i < opts.samples; i++) {
+      for (const p of platforms) {
+        for (const k of kinds) {
+          const key = `hello ${k.label}, ${p.label}`;
+          if (!samples.has(key)) samples.set(key, []);
+          samples.get(key)!.push(await firstResponse(p.target, k.name));
+        }
+      }
+      process.stderr.write(`\rjail: sample ${i + 1}/${opts.samples}`);
+    }
+    process.stderr.write('\n');
+    const series = [...samples.entries()].map(([label, s]) => summarize(label, s));
+    const p50 = (label: string) => series.find((s) => s.label === label)!.p50;
+    const ratios = {
+      'restore, jailed / no jail (goal ≤ 1.10)': p50('hello restore, jailed') / p50('hello restore, no jail'),
+      'cold boot, jailed / no jail (goal ≤ 1.10)': p50('hello cold boot, jailed') / p50('hello cold boot, no jail'),
+    };
+    return { series, ratios };
+  } finally {
+    await Promise.all([jailed.stop(), bare.stop()]);
+  }
+}
+
 export async function cold(opts: { samples: number }): Promise<{ series: ColdSeries[]; ratios: Record<string, number> }> {
   const platform = await startPlatform();
   try {

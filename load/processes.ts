@@ -67,9 +67,10 @@ export interface RunningPlatform extends Running {
 }
 
 /** `fnctl up` on a free port; an existing --url is used as is instead (nothing started). */
-export async function startPlatform(): Promise<RunningPlatform> {
+export async function startPlatform(options: { isolation?: 'auto' | 'none' } = {}): Promise<RunningPlatform> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fnctl-bench-'));
-  const child = spawn(process.execPath, [path.join(repoRoot, 'bin/fnctl.js'), 'up', '--port', '0', '--data', dataDir, '--log-level', 'warn'], {
+  const args = ['up', '--port', '0', '--data', dataDir, '--log-level', 'warn', ...(options.isolation ? ['--isolation', options.isolation] : [])];
+  const child = spawn(process.execPath, [path.join(repoRoot, 'bin/fnctl.js'), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   await waitForLine(child, (l) => l.includes('press Ctrl-C to stop'), 'the platform');
