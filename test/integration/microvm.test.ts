@@ -281,16 +281,19 @@ describe('MicroVm with real guests', () => {
           return new Promise(() => {});
         },
       };
-    `, { timeoutMs: 1000, concurrency: 2 });
+    `, { timeoutMs: 3000, concurrency: 2 });
     const pid = vm.pid!;
+    // Both in flight well before the first times out, even on a slow machine; the second
+    // starts later, so its own deadline is not yet due when the first one's kills the microVM.
     const slow = invokeError(vm, req({ path: '/slow' }));
+    await new Promise((r) => setTimeout(r, 200));
+    const other = invokeError(vm, req({ path: '/other' }));
     while (!records.some((r) => r.message.startsWith('child '))) await new Promise((r) => setTimeout(r, 10));
     const childPid = Number(records.find((r) => r.message.startsWith('child '))?.message.split(' ')[1]);
     expect(liveInGroup(pid).sort()).toEqual([pid, childPid].sort());
-    const other = invokeError(vm, req({ path: '/other' }));
     const err = await slow;
     expect(err.code).toBe('FUNCTION_TIMEOUT');
-    expect(err.message).toBe('function timed out after 1.00 seconds');
+    expect(err.message).toBe('function timed out after 3.00 seconds');
     expect((await other).code).toBe('FUNCTION_CRASHED');
     const info = await vm.exited;
     expect(info.state).toBe('failed');
