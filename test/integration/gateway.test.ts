@@ -1,45 +1,19 @@
 // The gateway in-process with real guests: every error of the contract, crash recovery,
 // concurrency limits and throttling.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { request } from 'undici';
-import { Gateway } from '../../gateway/server.js';
-import { silentLogger } from '../../core/log.js';
-import { packageFunction } from '../../functions/package.js';
-import { repoRoot } from '../helpers/platform.js';
+import { TestGateway } from '../helpers/gateway.js';
 
-const dataDir = mkdtempSync(path.join(tmpdir(), 'fnctl-gw-'));
-let gateway: Gateway;
-let url = '';
-
-async function http(pathname: string, options: Parameters<typeof request>[1] = {}) {
-  const res = await request(url + pathname, options);
-  const text = await res.body.text();
-  return { status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) };
-}
-
-async function deploy(name: string, file: string, settings: Record<string, unknown> = {}) {
-  const pkg = await packageFunction(path.join(repoRoot, 'test/fixtures/behaviour', file));
-  return gateway.platform.deploy({ name, bundle: pkg.bundle, settings });
-}
+const t = new TestGateway({ queueWaitMs: 300, queueLength: 2, maxBodyBytes: 64 * 1024, shutdownGraceMs: 2000 });
+const http = (pathname: string, options: Parameters<TestGateway['http']>[1] = {}) => t.http(pathname, options);
+const deploy = (name: string, file: string, settings: Record<string, unknown> = {}) => t.deploy(name, `test/fixtures/behaviour/${file}`, settings);
 
 beforeAll(async () => {
-  gateway = new Gateway({
-    config: { port: 0, dataDir, queueWaitMs: 300, queueLength: 2, maxBodyBytes: 64 * 1024, shutdownGraceMs: 2000 },
-    token: 'test-token-0123456789abcdef',
-    log: silentLogger(),
-  });
-  url = await gateway.listen();
+  await t.start();
   await deploy('faults', 'faults.mjs', { timeout: 0.5, max: 2 });
   await deploy('echo', 'echo.mjs');
 }, 60_000);
 
-afterAll(async () => {
-  await gateway.close();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+afterAll(() => t.close());
 
 function isRunning(pid: number): boolean {
   try {
@@ -100,10 +74,10 @@ describe('errors of the contract', () => {
     const before = await http('/fn/faults/pid');
     const slow = await http('/fn/faults/sleep?ms=5000');
     expectError(slow, 504, 'FUNCTION_TIMEOUT');
-    const killed = gateway.platform.instances('faults').find((i) => i.id === before.headers['x-fn-instance']);
+    const killed = t.platform.instances('faults').find((i) => i.id === before.headers['x-fn-instance']);
     // The kill is sent before the 504; the process is gone moments later.
     if (killed?.pid) await expect.poll(() => isRunning(killed.pid!), { timeout: 3000 }).toBe(false);
-    await expect.poll(() => gateway.platform.instances('faults').some((i) => i.id === before.headers['x-fn-instance']), { timeout: 3000 }).toBe(false);
+    await expect.poll(() => t.platform.instances('faults').some((i) => i.id === before.headers['x-fn-instance']), { timeout: 3000 }).toBe(false);
     const next = await http('/fn/faults/pid');
     expect(next.status).toBe(200);
     expect(next.headers['x-fn-instance']).not.toBe(before.headers['x-fn-instance']);

@@ -1,40 +1,18 @@
 // Snapshots through the platform: deploy modes, env per deploy of one bundle, restore hooks, and
 // a corrupted snapshot caught and rebuilt before any microVM is restored from it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { request } from 'undici';
-import { Gateway } from '../../gateway/server.js';
-import { silentLogger } from '../../core/log.js';
-import { packageFunction } from '../../functions/package.js';
-import { repoRoot } from '../helpers/platform.js';
+import { TestGateway } from '../helpers/gateway.js';
 
-const dataDir = mkdtempSync(path.join(tmpdir(), 'fnctl-snap-'));
-let gateway: Gateway;
-let url = '';
+const t = new TestGateway({ initTimeoutMs: 3000 });
+const get = (pathname: string) => t.http(pathname);
+const deploy = (name: string, file: string, settings: Record<string, unknown> = {}) => t.deploy(name, file, settings);
+const dataDir = t.dataDir;
 
-async function get(pathname: string) {
-  const res = await request(url + pathname);
-  const text = await res.body.text();
-  return { status: res.statusCode, headers: res.headers, text };
-}
-
-async function deploy(name: string, file: string, settings: Record<string, unknown> = {}) {
-  const pkg = await packageFunction(path.join(repoRoot, file));
-  return gateway.platform.deploy({ name, bundle: pkg.bundle, settings });
-}
-
-beforeAll(async () => {
-  gateway = new Gateway({ config: { port: 0, dataDir, initTimeoutMs: 3000 }, token: 'test-token-0123456789abcdef', log: silentLogger() });
-  url = await gateway.listen();
-}, 60_000);
-
-afterAll(async () => {
-  await gateway.close();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+beforeAll(() => t.start(), 60_000);
+afterAll(() => t.close());
 
 describe('snapshots through the platform', () => {
   it('two deploys of one bundle share its snapshot, each with its own env', async () => {
@@ -90,7 +68,7 @@ describe('snapshots through the platform', () => {
   it('a corrupted snapshot is detected and rebuilt before a microVM is restored from it', async () => {
     await deploy('corrupt', 'functions/examples/hello.js', { memory: 192 });
     expect((await get('/fn/corrupt')).headers['x-fn-start']).toBe('restore');
-    await gateway.platform.stopInstances('corrupt');
+    await t.platform.stopInstances('corrupt');
     const snapDir = path.join(dataDir, 'snapshots');
     const metas = readdirSync(snapDir).filter((f) => f.endsWith('.json')).map((f) => path.join(snapDir, f));
     const meta = metas.map((m) => ({ file: m, meta: JSON.parse(readFileSync(m, 'utf8')) })).find((m) => m.meta.memoryMib === 192)!;

@@ -1,42 +1,13 @@
 // Pools under load with real microVMs: max and throttling, reaping to zero, redeploy under load.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { request } from 'undici';
-import { Gateway } from '../../gateway/server.js';
-import { silentLogger } from '../../core/log.js';
-import { packageFunction } from '../../functions/package.js';
-import { repoRoot } from '../helpers/platform.js';
+import { TestGateway } from '../helpers/gateway.js';
 
-const dataDir = mkdtempSync(path.join(tmpdir(), 'fnctl-scale-'));
-let gateway: Gateway;
-let url = '';
+const t = new TestGateway({ queueWaitMs: 700, queueLength: 4 });
+const get = (pathname: string) => t.http(pathname);
+const deploy = (name: string, file: string, settings: Record<string, unknown> = {}) => t.deploy(name, file, settings);
 
-async function get(pathname: string) {
-  const res = await request(url + pathname);
-  const text = await res.body.text();
-  return { status: res.statusCode, headers: res.headers, text };
-}
-
-async function deploy(name: string, file: string, settings: Record<string, unknown> = {}) {
-  const pkg = await packageFunction(path.join(repoRoot, file));
-  return gateway.platform.deploy({ name, bundle: pkg.bundle, settings });
-}
-
-beforeAll(async () => {
-  gateway = new Gateway({
-    config: { port: 0, dataDir, queueWaitMs: 700, queueLength: 4 },
-    token: 'test-token-0123456789abcdef',
-    log: silentLogger(),
-  });
-  url = await gateway.listen();
-}, 60_000);
-
-afterAll(async () => {
-  await gateway.close();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+beforeAll(() => t.start(), 60_000);
+afterAll(() => t.close());
 
 describe('pools under load', () => {
   it('with concurrency 1 and max 4, twelve slow requests use four microVMs; the rest wait or are throttled', async () => {
@@ -52,14 +23,14 @@ describe('pools under load', () => {
       expect(JSON.parse(t.text).error.code).toBe('THROTTLED');
       expect(t.headers['retry-after']).toBe('1');
     }
-    expect(gateway.platform.instances('slow').length).toBeLessThanOrEqual(4);
+    expect(t.platform.instances('slow').length).toBeLessThanOrEqual(4);
   });
 
   it('after `idle` seconds without traffic the function has no microVM left', async () => {
     await deploy('brief', 'functions/examples/hello.js', { idle: 1 });
     expect((await get('/fn/brief')).status).toBe(200);
-    expect(gateway.platform.instances('brief')).toHaveLength(1);
-    await expect.poll(() => gateway.platform.instances('brief').length, { timeout: 6000, interval: 200 }).toBe(0);
+    expect(t.platform.instances('brief')).toHaveLength(1);
+    await expect.poll(() => t.platform.instances('brief').length, { timeout: 6000, interval: 200 }).toBe(0);
     const again = await get('/fn/brief');
     expect(again.headers['x-fn-start']).toBe('restore');
   });
