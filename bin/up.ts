@@ -96,11 +96,12 @@ export async function up(options: UpOptions): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 
-  if (options.examples) await deployExamples(gateway, url, log);
+  if (options.examples) await deployExamples(gateway, log);
   const functions = gateway.platform.list();
   if (functions.length > 0) {
     console.log('functions:');
-    for (const f of functions) console.log(`  ${f.name.padEnd(12)} ${url}/fn/${f.name}`);
+    const width = Math.max(...functions.map((f) => f.name.length));
+    for (const f of functions) console.log(`  ${f.name.padEnd(width)}  ${url}/fn/${f.name}`);
   }
   console.log('press Ctrl-C to stop');
 }
@@ -115,7 +116,7 @@ export function examplesDir(): string {
 }
 
 /** Deploy every example (a file or a folder in functions/examples) unless it is already current. */
-async function deployExamples(gateway: Gateway, url: string, log: Logger): Promise<void> {
+async function deployExamples(gateway: Gateway, log: Logger): Promise<void> {
   const dir = examplesDir();
   for (const entry of readdirSync(dir).sort()) {
     const full = path.join(dir, entry);
@@ -131,5 +132,4 @@ async function deployExamples(gateway: Gateway, url: string, log: Logger): Promi
       console.error(`fnctl: example ${entry} failed to deploy: ${e.message}`);
     }
   }
-  void url;
 }
