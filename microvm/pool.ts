@@ -26,6 +26,11 @@ export interface PoolVm {
   kill(reason: string): void;
   onExit(listener: () => void): void;
   info(): InstanceInfo;
+  /** Freeze and thaw (standby microVMs); a microVM without them is never kept on standby. */
+  pause?(): Promise<void>;
+  resume?(): Promise<void>;
+  /** How it came to serve, as its listings show it. */
+  start?: StartKind;
 }
 
 export type VmFactory = (config: MicroVmConfig) => Promise<PoolVm>;
@@ -101,7 +106,10 @@ const JSON_SAFE = /^[\w.:@+-]*$/;
 export class Pool {
   private readonly entries: Entry[] = [];
   private readonly waiters: Waiter[] = [];
+  /** Pre-restored, paused microVMs ready to be handed to a request (x-fn-start: standby). */
+  private readonly standbys: Entry[] = [];
   private booting = 0;
+  private standbyBooting = 0;
   private draining = false;
   private reapTimer: Timer | undefined;
   private reapAt = Infinity;
@@ -197,6 +205,7 @@ export class Pool {
    */
   scaleTo(desired: number): void {
     if (this.draining) return;
+    this.ensureStandby();
     const target = Math.min(this.spec.max, Math.max(this.spec.min, desired));
     while (this.entries.length + this.booting < target) this.bootFor(undefined);
     let excess = this.entries.length + this.booting - target;
@@ -221,7 +230,7 @@ export class Pool {
     }
     // invoke() has already taken a free microVM when one was there and nobody was queued.
     const { queueLength, queueWaitMs, clock } = this.options;
-    if (this.waiters.length >= queueLength && !this.canBoot()) {
+    if (this.waiters.length >= queueLength && !this.canBoot() && this.standbys.length === 0) {
       return Promise.reject(this.throttled(`queue of ${queueLength} is full`));
     }
     return new Promise((resolve, reject) => {
@@ -253,7 +262,11 @@ export class Pool {
   }
 
   private canBoot(): boolean {
-    return !this.draining && this.entries.length + this.booting < this.spec.max;
+    return !this.draining && this.total() < this.spec.max;
+  }
+
+  private total(): number {
+    return this.entries.length + this.booting + this.standbys.length + this.standbyBooting;
   }
 
   /** The most recently used microVM with room, so that the others go idle and can be reaped. */
@@ -274,6 +287,12 @@ export class Pool {
         waiter.timer?.cancel();
         free.inflight++;
         waiter.resolve(free, { start: 'warm', queueMs: this.options.clock.monotonic() - waiter.enqueuedAt });
+        continue;
+      }
+      if (this.standbys.length > 0) {
+        const waiter = this.waiters.shift()!;
+        waiter.timer?.cancel();
+        this.takeStandby(waiter);
         continue;
       }
       if (!this.canBoot()) break;
@@ -312,7 +331,7 @@ export class Pool {
   }
 
   /** Start a microVM; a reserved one is already counted busy for the request that started it. */
-  private async boot(reserved: boolean): Promise<Entry> {
+  private async boot(reserved: boolean, standby = false): Promise<Entry> {
     const { spec, clock } = this.options;
     const config: MicroVmConfig = {
       id: `vm-${spec.functionName}-${spec.version}-${(++vmSeq).toString(36)}${Math.random().toString(36).slice(2, 6)}`,
@@ -339,7 +358,7 @@ export class Pool {
       alive: true,
     };
     vm.onExit(() => this.forget(entry));
-    this.entries.push(entry);
+    if (!standby) this.entries.push(entry);
     return entry;
   }
 
@@ -347,6 +366,8 @@ export class Pool {
     entry.alive = false;
     const i = this.entries.indexOf(entry);
     if (i >= 0) this.entries.splice(i, 1);
+    const j = this.standbys.indexOf(entry);
+    if (j >= 0) this.standbys.splice(j, 1);
     this.ensureMin();
     this.pump();
   }
@@ -403,9 +424,57 @@ export class Pool {
     this.options.sink.record(record);
   }
 
-  /** Keep `min` microVMs running. */
+  /** Keep `min` microVMs running and `standby` paused ones ready. */
   ensureMin(): void {
     while (!this.draining && this.entries.length + this.booting < this.spec.min) this.bootFor(undefined);
+    this.ensureStandby();
+  }
+
+  /** Restore microVMs and pause them until `standby` are ready (within `max`). */
+  private ensureStandby(): void {
+    while (!this.draining && this.standbys.length + this.standbyBooting < this.spec.standby && this.total() < this.spec.max) {
+      this.standbyBooting++;
+      this.boot(false, true)
+        .then(async (entry) => {
+          if (!entry.vm.pause) {
+            this.options.log.warn({ fn: this.spec.functionName }, 'microVMs of this kind cannot be paused: no standby');
+            await entry.vm.stop();
+            return;
+          }
+          await entry.vm.pause();
+          if (this.draining || !entry.alive) {
+            await entry.vm.stop();
+            return;
+          }
+          this.standbys.push(entry);
+          this.pump();
+        })
+        .catch((err: unknown) => this.options.log.warn({ fn: this.spec.functionName, err }, 'standby microVM failed to start'))
+        .finally(() => {
+          this.standbyBooting--;
+        });
+    }
+  }
+
+  /** Resume a standby microVM for this waiter, then start a new standby in its place. */
+  private takeStandby(waiter: Waiter): void {
+    const entry = this.standbys.shift()!;
+    entry.inflight = 1;
+    this.entries.push(entry);
+    const { clock } = this.options;
+    entry.vm.resume!().then(
+      () => {
+        entry.vm.start = 'standby';
+        waiter.resolve(entry, { start: 'standby', queueMs: clock.monotonic() - waiter.enqueuedAt });
+        this.ensureStandby();
+      },
+      (err: unknown) => {
+        entry.inflight = 0;
+        waiter.reject(err);
+        this.retire(entry, 'could not be resumed');
+        this.ensureStandby();
+      },
+    );
   }
 
   private armReaper(): void {
@@ -452,7 +521,7 @@ export class Pool {
           w.timer?.cancel();
           w.reject(new FnError('UNAVAILABLE', `${this.label} was stopped before a microVM was free`));
         }
-        const entries = this.entries.splice(0);
+        const entries = [...this.entries.splice(0), ...this.standbys.splice(0)];
         for (const e of entries) e.alive = false;
         void Promise.all(entries.map((e) => e.vm.stop(Math.max(0, graceMs)))).then(() => resolve());
       };
@@ -470,7 +539,7 @@ export class Pool {
   }
 
   instances(): InstanceInfo[] {
-    return this.entries.map((e) => e.vm.info());
+    return [...this.entries, ...this.standbys].map((e) => e.vm.info());
   }
 
   counts(): { starting: number; idle: number; busy: number; queued: number } {

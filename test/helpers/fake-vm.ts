@@ -8,6 +8,16 @@ export class FakeVm implements PoolVm {
   readonly bootInfo = { pid: 1, style: 'fetch' as const, initMs: 5, bootMs: 7, restored: false };
   readonly pending: { req: InvokeRequest; resolve: (r: InvokeResult) => void; reject: (e: unknown) => void }[] = [];
   stopped = false;
+  paused = false;
+  start?: 'cold' | 'restore' | 'standby' | 'warm';
+
+  async pause(): Promise<void> {
+    this.paused = true;
+  }
+
+  async resume(): Promise<void> {
+    this.paused = false;
+  }
   private exitListeners: (() => void)[] = [];
 
   constructor(readonly id: string) {}

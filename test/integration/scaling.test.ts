@@ -35,6 +35,17 @@ describe('pools under load', () => {
     expect(again.headers['x-fn-start']).toBe('restore');
   });
 
+  it('with standby 1 the first request is served by a pre-restored, paused microVM', async () => {
+    await deploy('ready', 'functions/examples/hello.js', { standby: 1 });
+    await expect.poll(() => t.platform.instances('ready').map((i) => i.state), { timeout: 10_000, interval: 100 }).toEqual(['paused']);
+    const first = await get('/fn/ready');
+    expect(first.status).toBe(200);
+    expect(first.headers['x-fn-start']).toBe('standby');
+    // Another standby takes its place.
+    await expect.poll(() => t.platform.instances('ready').filter((i) => i.state === 'paused').length, { timeout: 10_000, interval: 100 }).toBe(1);
+    expect((await get('/fn/ready')).headers['x-fn-start']).toBe('warm');
+  });
+
   it('a redeploy under steady load loses no request: new requests go to the new version', async () => {
     await deploy('steady', 'test/fixtures/behaviour/version-a.mjs', { concurrency: 4 });
     let stop = false;

@@ -157,6 +157,25 @@ describe('Pool', () => {
     expect(vms).toHaveLength(3);
   });
 
+  it('keeps `standby` paused microVMs; a request takes one (standby) and a new one replaces it', async () => {
+    const { pool, vms } = setup({ standby: 1 });
+    pool.ensureMin();
+    await flush();
+    expect(vms).toHaveLength(1);
+    expect(vms[0]!.paused).toBe(true);
+    const call = pool.invoke(req(1));
+    await flush();
+    expect(vms[0]!.paused).toBe(false);
+    vms[0]!.finish();
+    const r = await call;
+    expect(r.lease.start).toBe('standby');
+    expect(r.lease.instance).toBe(vms[0]!.id);
+    await flush();
+    expect(vms).toHaveLength(2);
+    expect(vms[1]!.paused).toBe(true);
+    expect(pool.instances()).toHaveLength(2);
+  });
+
   it('drain lets in-flight requests finish, then stops every microVM and refuses new ones', async () => {
     const { pool, vms, clock } = setup();
     const a = pool.invoke(req(0));
