@@ -433,7 +433,10 @@ export class Platform {
     return [...fn.pools.values()].flatMap((p) => p.instances());
   }
 
-  /** Stop every microVM of NAME (in-flight requests finish first): the next request starts from zero. */
+  /**
+   * Stop every microVM of NAME (in-flight requests finish first): the next request starts from
+   * zero, or from the function's `min` and `standby` microVMs when it has them.
+   */
   async stopInstances(name: string): Promise<number> {
     const fn = this.functions.get(name);
     if (!fn) throw new FnError('FUNCTION_NOT_FOUND', `function ${name} does not exist`);
@@ -441,6 +444,8 @@ export class Platform {
     fn.pools.clear();
     const count = pools.reduce((n, p) => n + p.instances().length, 0);
     await Promise.all(pools.map((p) => p.drain(this.config.shutdownGraceMs)));
+    // Back to the function's baseline: its `min` microVMs and `standby` paused ones.
+    if (this.functions.get(name) === fn && !this.stopped) this.poolFor(name, undefined, fn).ensureMin();
     return count;
   }
 

@@ -9,7 +9,7 @@ import { loadavg } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import { startBareServer, startPlatform } from './processes.js';
 import { deployExample } from './platform-api.js';
-import { cold, jailCost, type ColdSeries } from './cold.js';
+import { cold, jailCost, standbyVsWarm, type ColdSeries } from './cold.js';
 import { burst } from './burst.js';
 import { runLoad, type LoadResult } from './run.js';
 
@@ -164,6 +164,13 @@ program
   .option('--samples <n>', 'starts per series', positive, 15)
   .option('--json <file>', 'write the results as JSON')
   .action(async (opts: { samples: number; json?: string }) => printCold('jail', await jailCost(opts), opts.json));
+
+program
+  .command('standby')
+  .description('a request handed a standby (paused, pre-restored) microVM vs one on a warm microVM, same run')
+  .option('--samples <n>', 'pairs', positive, 15)
+  .option('--json <file>', 'write the results as JSON')
+  .action(async (opts: { samples: number; json?: string }) => printCold('standby', await standbyVsWarm(opts), opts.json));
 
 function printCold(scenario: string, { series, ratios }: { series: ColdSeries[]; ratios: Record<string, number> }, json?: string): void {
   const rows = series.map((s) => [s.label, fmt(s.p50, 1), fmt(s.p90, 1), fmt(s.min, 1), fmt(s.max, 1), fmt(s.startPhaseP50, 1), Object.entries(s.starts).map(([k, v]) => `${k}:${v}`).join(' ')]);

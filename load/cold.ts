@@ -136,3 +136,45 @@ export async function cold(opts: { samples: number }): Promise<{ series: ColdSer
     await platform.stop();
   }
 }
+
+async function pausedCount(target: PlatformTarget, name: string): Promise<number> {
+  const res = await request(`${target.url}/api/functions/${name}/instances`, { headers: { authorization: `Bearer ${target.token}` } });
+  const body = (await res.body.json()) as { instances: { state: string }[] };
+  return body.instances.filter((i) => i.state === 'paused').length;
+}
+
+async function timed(target: PlatformTarget, name: string): Promise<ColdSample> {
+  const t = performance.now();
+  const res = await request(`${target.url}/fn/${name}/`);
+  await res.body.arrayBuffer();
+  return { totalMs: performance.now() - t, startMs: 0, start: String(res.headers['x-fn-start'] ?? '?') };
+}
+
+/**
+ * A request handed a standby microVM (restored, paused, resumed for it) against a request on a
+ * warm one, alternated in the same run: what keeping standbys buys over restoring on demand.
+ */
+export async function standbyVsWarm(opts: { samples: number }): Promise<{ series: ColdSeries[]; ratios: Record<string, number> }> {
+  const platform = await startPlatform();
+  try {
+    await deployExample(platform, 'hello', 'functions/examples/hello.js', { standby: 1, max: 2 });
+    const standby: ColdSample[] = [];
+    const warm: ColdSample[] = [];
+    for (let i = 0; i < opts.samples; i++) {
+      await stopInstances(platform, 'hello');
+      const deadline = Date.now() + 10_000;
+      while ((await pausedCount(platform, 'hello')) < 1) {
+        if (Date.now() > deadline) throw new Error('no standby microVM became ready within 10 s');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      standby.push(await timed(platform, 'hello'));
+      warm.push(await timed(platform, 'hello'));
+      process.stderr.write(`\rstandby: sample ${i + 1}/${opts.samples}`);
+    }
+    process.stderr.write('\n');
+    const series = [summarize('hello, handed a standby microVM', standby), summarize('hello, on a warm microVM', warm)];
+    return { series, ratios: { 'standby p50 − warm p50, ms (goal ≤ 2)': series[0]!.p50 - series[1]!.p50 } };
+  } finally {
+    await platform.stop();
+  }
+}
