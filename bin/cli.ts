@@ -8,6 +8,7 @@ import { toFnError } from '../core/errors.js';
 import { CliError, api, call, errorMessage, findTarget, parseJson, type TargetOptions } from './client.js';
 import { up } from './up.js';
 import { formatLogRecord, printTable } from './format.js';
+import { registerLoad } from './load.js';
 
 const program = new Command('fnctl')
   .description('Deploy functions to snapshot-restored microVMs and call them over HTTP')
@@ -281,6 +282,8 @@ program
     const { doctor } = await import('./doctor.js');
     process.exitCode = await doctor({ json: Boolean(opts.json) });
   });
+
+registerLoad(program, targetOptions, globals);
 
 export async function main(argv: string[]): Promise<void> {
   try {

@@ -1,21 +1,34 @@
-// `npm run bench -- SCENARIO`: benchmarks that print their figures next to a baseline measured
-// in the same run, because this machine is shared and noisy. Scenarios: warm.
-//
-// Targets alternate within a round, and the order is reversed every other round, so that a slow
-// spell on the machine does not always land on the same target; every round is printed, then the
-// mean, so a noisy round can be seen for what it is.
+// `npm run bench -- SCENARIO`: each scenario starts its own platform (`fnctl up` in a process of
+// its own, on a throwaway data folder), deploys the examples it needs, and runs the same scenario
+// code as `fnctl load`, with the baseline measured in the same run because this machine is shared
+// and noisy. Scenarios: warm, cold, burst, ramp, mixed (load reports), and jail, standby.
 import { writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
-import { startBareServer, startPlatform } from './processes.js';
+import type { LoadReport } from './report/schema.js';
+import { LoadReportSchema } from './report/schema.js';
+import { ratio } from './report/build.js';
+import { formatReport, table } from './report/text.js';
+import { writeOutputs, type OutputOptions } from './report/output.js';
+import { startPlatform, upAccepts, type RunningPlatform } from './processes.js';
 import { deployExample } from './platform-api.js';
-import { cold, jailCost, standbyVsWarm, type ColdSeries } from './cold.js';
-import { burst } from './burst.js';
-import { runLoad, type LoadResult } from './run.js';
+import { jailCost, standbyVsWarm, type ColdSeries } from './jail-standby.js';
+import { progressDisplay } from './progress.js';
+import type { ScenarioEnv } from './scenarios/session.js';
+import { warm } from './scenarios/warm.js';
+import { cold } from './scenarios/cold.js';
+import { burst } from './scenarios/burst.js';
+import { ramp } from './scenarios/ramp.js';
+import { deployCopies, mixed, mixedNames, HELLO } from './scenarios/mixed.js';
 
 function positive(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
+  return n;
+}
+
+function whole(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number of at least 1');
   return n;
 }
 
@@ -26,175 +39,132 @@ function atLeastTwo(value: string): number {
   return n;
 }
 
-
-function fmt(n: number, digits = 2): string {
-  return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-}
-
-function printResults(title: string, results: LoadResult[]): void {
-  console.log(`\n${title}`);
-  const header = ['target', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'errors', 'non-2xx', 'starts'];
-  const rows = results.map((r) => [
-    r.label,
-    fmt(r.rps, 0),
-    fmt(r.latencyMs.p50),
-    fmt(r.latencyMs.p90),
-    fmt(r.latencyMs.p99),
-    fmt(r.latencyMs.p999),
-    fmt(r.latencyMs.max),
-    String(r.errors + r.timeouts),
-    String(r.non2xx),
-    Object.entries(r.starts).map(([k, v]) => `${k}:${v}`).join(' ') || '-',
-  ]);
-  printRows(header, rows);
-}
-
-/** A table: the first column left-aligned, the figures right-aligned. */
-function printRows(header: string[], rows: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  console.log(line(header));
-  for (const row of rows) console.log(line(row));
-}
-
-function mean(results: LoadResult[], label: string): LoadResult {
-  const avg = (f: (r: LoadResult) => number) => results.reduce((s, r) => s + f(r), 0) / results.length;
-  const starts: Record<string, number> = {};
-  for (const r of results) for (const [k, v] of Object.entries(r.starts)) starts[k] = (starts[k] ?? 0) + v;
-  return {
-    label,
-    connections: results[0]!.connections,
-    durationS: results[0]!.durationS,
-    requests: avg((r) => r.requests),
-    rps: avg((r) => r.rps),
-    latencyMs: {
-      p50: avg((r) => r.latencyMs.p50),
-      p90: avg((r) => r.latencyMs.p90),
-      p99: avg((r) => r.latencyMs.p99),
-      p999: avg((r) => r.latencyMs.p999),
-      max: Math.max(...results.map((r) => r.latencyMs.max)),
-      mean: avg((r) => r.latencyMs.mean),
-    },
-    errors: results.reduce((s, r) => s + r.errors, 0),
-    timeouts: results.reduce((s, r) => s + r.timeouts, 0),
-    non2xx: results.reduce((s, r) => s + r.non2xx, 0),
-    starts,
-  };
-}
-
-interface Ratio {
-  target: string;
-  throughputRatio: number;
-  p99Ratio: number;
-}
-
-function ratios(results: LoadResult[]): Ratio[] {
-  const base = results[0]!;
-  return results.slice(1).map((r) => ({ target: r.label, throughputRatio: r.rps / base.rps, p99Ratio: r.latencyMs.p99 / base.latencyMs.p99 }));
-}
-
-/** Warm throughput and latency through the gateway against a bare node:http hello, alternated. */
-async function warm(opts: { connections: number; duration: number; rounds: number; json?: string }): Promise<void> {
-  const [bare, platform] = await Promise.all([startBareServer(), startPlatform()]);
+/** Starts a platform, runs SCENARIO on it, prints the report and writes --json/--html. */
+async function bench(out: OutputOptions, scenario: (env: ScenarioEnv, platform: RunningPlatform) => Promise<LoadReport>, platformArgs: string[] = []): Promise<LoadReport> {
+  const platform = await startPlatform({ args: platformArgs });
+  let report: LoadReport;
+  const progress = progressDisplay();
   try {
-    // One microVM serving every connection (as an isolate platform would), and Lambda's model of
-    // one request per microVM spread over up to ten of them.
-    await deployExample(platform, 'hello', 'functions/examples/hello.js', { concurrency: opts.connections, max: 1 });
-    await deployExample(platform, 'hello-c1', 'functions/examples/hello.js', { concurrency: 1, max: 10 });
-    const targets = [
-      { label: 'bare node:http', url: `${bare.url}/` },
-      { label: `fnctl hello (concurrency ${opts.connections}, 1 microVM)`, url: `${platform.url}/fn/hello` },
-      { label: 'fnctl hello (concurrency 1, up to 10 microVMs)', url: `${platform.url}/fn/hello-c1` },
-    ];
-    const load = loadavg().map((l) => l.toFixed(2)).join(' ');
-    console.log(
-      `warm: ${opts.connections} connections, ${opts.duration} s per run, ${opts.rounds} rounds alternating ` +
-        `(order reversed every other round); load average ${load}; warming up…`,
-    );
-    for (const t of targets) await runLoad({ label: t.label, url: t.url, connections: opts.connections, durationS: 2 });
-    const rounds: LoadResult[][] = [];
-    for (let round = 0; round < opts.rounds; round++) {
-      const byTarget = new Map<string, LoadResult>();
-      const order = round % 2 === 0 ? targets : [...targets].reverse();
-      for (const t of order) {
-        byTarget.set(t.label, await runLoad({ label: t.label, url: t.url, connections: opts.connections, durationS: opts.duration }));
-      }
-      const results = targets.map((t) => byTarget.get(t.label)!);
-      rounds.push(results);
-      printResults(`round ${round + 1}`, results);
-    }
-    const results = targets.map((t, i) => mean(rounds.map((r) => r[i]!), t.label));
-    printResults(`mean of ${opts.rounds} rounds`, results);
-    const perRound = rounds.map(ratios);
-    const meanRatios = ratios(results);
-    console.log('');
-    meanRatios.forEach((r, i) => {
-      const each = perRound.map((rs) => `${fmt(rs[i]!.throughputRatio)}/${fmt(rs[i]!.p99Ratio)}×`).join(', ');
-      console.log(
-        `${r.target}: throughput ${fmt(r.throughputRatio)} of bare (goal ≥ 0.50), p99 ${fmt(r.p99Ratio)}× bare (goal ≤ 2.00); ` +
-          `by round (throughput/p99): ${each}`,
-      );
-    });
-    if (opts.json) writeFileSync(opts.json, JSON.stringify({ scenario: 'warm', results, ratios: meanRatios, rounds, roundRatios: perRound }, null, 2) + '\n');
+    report = await scenario({ platform, onProgress: progress.onProgress }, platform);
   } finally {
-    await Promise.all([bare.stop(), platform.stop()]);
+    progress.stop();
+    await platform.stop();
   }
+  console.log(formatReport(report));
+  await writeOutputs(report, out);
+  return report;
 }
 
 const program = new Command('bench').description('fnctl benchmarks, each against a baseline of the same run');
-program
-  .command('warm')
-  .description('warm throughput and latency of hello through the gateway vs a bare node:http server')
-  .option('--connections <n>', 'concurrent connections', positive, 50)
+
+/** A scenario's command, with --json and --html. */
+function scenarioCommand(name: string, description: string): Command {
+  return program
+    .command(name)
+    .description(description)
+    .option('--json <file>', 'write the report as JSON')
+    .option('--html <file>', 'write the HTML report');
+}
+
+/** burst and ramp: hello with concurrency 1 and at most --max microVMs, from zero. */
+function helloScenario(name: 'burst' | 'ramp', description: string, connections: number, durationS: number, run: (env: ScenarioEnv, opts: { fn: string; connections: number; durationS: number }) => Promise<LoadReport>): Command {
+  return scenarioCommand(name, description)
+    .option('--connections <n>', name === 'ramp' ? 'peak connections' : 'concurrent connections', whole, connections)
+    .option('--duration <seconds>', 'seconds in all', positive, durationS)
+    .option('--max <n>', 'max microVMs of the function', whole, 10)
+    .action(async (opts: { connections: number; duration: number; max: number } & OutputOptions) => {
+      const report = await bench(opts, async (env, platform) => {
+        await deployExample(platform, 'hello', HELLO, { concurrency: 1, max: opts.max });
+        return run(env, { fn: 'hello', connections: opts.connections, durationS: opts.duration });
+      });
+      const bad = report.classes.flatMap((c) => Object.keys(c.errors)).filter((code) => code !== 'THROTTLED');
+      console.log(`errors other than 429 THROTTLED: ${bad.length === 0 ? 'none' : [...new Set(bad)].join(', ')}`);
+    });
+}
+
+scenarioCommand('warm', 'warm throughput and latency of hello through the gateway vs a bare node:http server, alternating rounds')
+  .option('--connections <n>', 'concurrent connections', whole, 50)
   .option('--duration <seconds>', 'seconds per run', positive, 10)
   .option('--rounds <n>', 'alternating rounds per target (at least 2)', atLeastTwo, 2)
-  .option('--json <file>', 'write the results as JSON')
-  .action(warm);
+  .action(async (opts: { connections: number; duration: number; rounds: number } & OutputOptions) => {
+    await bench(opts, async (env, platform) => {
+      // One microVM serving every connection (as an isolate platform would), and Lambda's model of
+      // one request per microVM spread over up to ten of them.
+      await deployExample(platform, 'hello', HELLO, { concurrency: opts.connections, max: 1 });
+      await deployExample(platform, 'hello-c1', HELLO, { concurrency: 1, max: 10 });
+      return warm(env, { functions: ['hello', 'hello-c1'], connections: opts.connections, durationS: opts.duration, rounds: opts.rounds });
+    });
+  });
 
-program
-  .command('cold')
-  .description('first-response latency from zero microVMs, with and without snapshot, vs a bare node -e 0')
-  .option('--samples <n>', 'starts per series', positive, 15)
-  .option('--json <file>', 'write the results as JSON')
-  .action(async (opts: { samples: number; json?: string }) => printCold('cold', await cold(opts), opts.json));
+scenarioCommand('cold', 'first-response latency from zero microVMs, with and without snapshot, vs a bare node -e 0')
+  .option('--samples <n>', 'starts per series', whole, 15)
+  .action(async (opts: { samples: number } & OutputOptions) => {
+    await bench(opts, async (env, platform) => {
+      const functions = [
+        { name: 'hello-snap', file: HELLO, snapshot: 'required' },
+        { name: 'hello-boot', file: HELLO, snapshot: 'off' },
+        { name: 'heavy-snap', file: 'functions/examples/heavy-init.js', snapshot: 'required' },
+        { name: 'heavy-boot', file: 'functions/examples/heavy-init.js', snapshot: 'off' },
+      ];
+      for (const f of functions) await deployExample(platform, f.name, f.file, { snapshot: f.snapshot });
+      const report = await cold(env, { functions: functions.map((f) => f.name), samples: opts.samples, goals: { 'hello-snap restore p50 / node -e 0 p50': '≤ 1.15' } });
+      const p50 = (target: string, start: string) => report.classes.find((c) => c.target === target && c.start === start)?.latencyMs?.p50;
+      const restore = p50('heavy-snap', 'restore');
+      const boot = p50('heavy-boot', 'cold');
+      if (restore !== undefined && boot !== undefined) report.ratios.unshift(ratio('heavy-init restore p50 / its boot p50', restore / boot, '≤ 0.33'));
+      return LoadReportSchema.parse(report);
+    });
+  });
+
+helloScenario('burst', 'from zero, N connections at once on hello with concurrency 1: time until all are served, microVMs started, statuses', 100, 10, burst);
+helloScenario('ramp', 'connections rising in steps to N and falling on hello with concurrency 1: microVMs, queue and latency over time', 50, 21, ramp);
+
+scenarioCommand('mixed', 'many copies of hello with Zipf-skewed popularity on a platform with a small memory budget: cold starts, evictions')
+  .option('--functions <n>', 'copies of hello (mixed-00, …)', whole, 50)
+  .option('--connections <n>', 'concurrent connections', whole, 20)
+  .option('--duration <seconds>', 'seconds', positive, 20)
+  .option('--zipf <s>', 'Zipf exponent of the popularity', positive, 1)
+  .option('--memory-budget <MiB>', "the platform's memory budget for microVMs", whole, 1024)
+  .action(async (opts: { functions: number; connections: number; duration: number; zipf: number; memoryBudget: number } & OutputOptions) => {
+    const budget = upAccepts('--memory-budget');
+    await bench(
+      opts,
+      async (env, platform) => {
+        const names = mixedNames(opts.functions);
+        await deployCopies(platform, names);
+        const report = await mixed(env, { functions: names, connections: opts.connections, durationS: opts.duration, zipf: opts.zipf });
+        report.notes.push(
+          budget
+            ? `platform started with --memory-budget ${opts.memoryBudget} (MiB)`
+            : 'this fnctl up has no --memory-budget yet: the platform ran without a memory budget, so nothing was evicted for memory',
+        );
+        report.options.memoryBudgetMiB = budget ? opts.memoryBudget : 0;
+        return LoadReportSchema.parse(report);
+      },
+      budget ? ['--memory-budget', String(opts.memoryBudget)] : [],
+    );
+  });
 
 program
   .command('jail')
   .description("the jail's cost: hello restore and cold boot on a jailed platform vs one without, same run")
   .option('--samples <n>', 'starts per series', positive, 15)
   .option('--json <file>', 'write the results as JSON')
-  .action(async (opts: { samples: number; json?: string }) => printCold('jail', await jailCost(opts), opts.json));
+  .action(async (opts: { samples: number; json?: string }) => printSeries('jail', await jailCost(opts), opts.json));
 
 program
   .command('standby')
   .description('a request handed a standby (paused, pre-restored) microVM vs one on a warm microVM, same run')
   .option('--samples <n>', 'pairs', positive, 15)
   .option('--json <file>', 'write the results as JSON')
-  .action(async (opts: { samples: number; json?: string }) => printCold('standby', await standbyVsWarm(opts), opts.json));
+  .action(async (opts: { samples: number; json?: string }) => printSeries('standby', await standbyVsWarm(opts), opts.json));
 
-function printCold(scenario: string, { series, ratios }: { series: ColdSeries[]; ratios: Record<string, number> }, json?: string): void {
-  const rows = series.map((s) => [s.label, fmt(s.p50, 1), fmt(s.p90, 1), fmt(s.min, 1), fmt(s.max, 1), fmt(s.startPhaseP50, 1), Object.entries(s.starts).map(([k, v]) => `${k}:${v}`).join(' ')]);
-  printRows(['series', 'p50 ms', 'p90 ms', 'min ms', 'max ms', 'restore/init p50 ms', 'starts'], rows);
-  for (const [what, ratio] of Object.entries(ratios)) console.log(`${what}: ${fmt(ratio)}`);
+function printSeries(scenario: string, { series, ratios }: { series: ColdSeries[]; ratios: Record<string, number> }, json?: string): void {
+  const f = (n: number) => n.toFixed(1);
+  const rows = series.map((s) => [s.label, f(s.p50), f(s.p90), f(s.min), f(s.max), f(s.startPhaseP50), Object.entries(s.starts).map(([k, v]) => `${k}:${v}`).join(' ')]);
+  console.log(table(['series', 'p50 ms', 'p90 ms', 'min ms', 'max ms', 'restore/init p50 ms', 'starts'], rows));
+  for (const [what, value] of Object.entries(ratios)) console.log(`${what}: ${value.toFixed(2)}`);
   if (json) writeFileSync(json, JSON.stringify({ scenario, series, ratios }, null, 2) + '\n');
 }
-
-program
-  .command('burst')
-  .description('from zero, N connections at once on hello with concurrency 1: statuses and microVMs over time')
-  .option('--connections <n>', 'concurrent connections', positive, 100)
-  .option('--duration <seconds>', 'seconds', positive, 10)
-  .option('--max <n>', 'max microVMs of the function', positive, 10)
-  .option('--json <file>', 'write the results as JSON')
-  .action(async (opts: { connections: number; duration: number; max: number; json?: string }) => {
-    const r = await burst(opts);
-    console.log(`burst: ${r.connections} connections for ${r.durationS} s on hello (concurrency 1, max ${opts.max}), from zero microVMs`);
-    console.log(`  ${r.requests} responses, ${fmt(r.rps, 0)} req/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, max ${r.latencyMs.max} ms`);
-    console.log(`  by status: ${Object.entries(r.statuses).map(([k, v]) => `${k}: ${v}`).join(', ')}; transport errors: ${r.errors}`);
-    const bad = Object.keys(r.statuses).filter((s) => s !== '200' && s !== '429');
-    console.log(`  errors other than 429 THROTTLED: ${bad.length === 0 && r.errors === 0 ? 'none' : bad.join(', ')}`);
-    console.log(`  microVMs over time (s: count): ${r.microvms.filter((_, i) => i % 2 === 0).map(([t, n]) => `${(t / 1000).toFixed(1)}: ${n}`).join(', ')}`);
-    if (opts.json) writeFileSync(opts.json, JSON.stringify({ scenario: 'burst', ...r }, null, 2) + '\n');
-  });
 
 await program.parseAsync(process.argv);

@@ -1,7 +1,7 @@
 // The processes a benchmark drives from outside: the platform (`fnctl up` on a throwaway data
 // folder) and the bare baseline server, each in its own process so they don't share a core with
 // the load generator's event loop.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -66,14 +66,20 @@ export interface RunningPlatform extends Running {
   dataDir: string;
 }
 
-/** `fnctl up` on a free port; an existing --url is used as is instead (nothing started). */
-export async function startPlatform(options: { isolation?: 'auto' | 'none' } = {}): Promise<RunningPlatform> {
+/** `fnctl up` on a free port with a throwaway data folder, and ARGS besides. */
+export async function startPlatform(options: { isolation?: 'auto' | 'none'; args?: string[] } = {}): Promise<RunningPlatform> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fnctl-bench-'));
-  const args = ['up', '--port', '0', '--data', dataDir, '--log-level', 'warn', ...(options.isolation ? ['--isolation', options.isolation] : [])];
+  const args = ['up', '--port', '0', '--data', dataDir, '--log-level', 'warn', ...(options.isolation ? ['--isolation', options.isolation] : []), ...(options.args ?? [])];
   const child = spawn(process.execPath, [path.join(repoRoot, 'bin/fnctl.js'), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   await waitForLine(child, (l) => l.includes('press Ctrl-C to stop'), 'the platform');
   const saved = JSON.parse(readFileSync(path.join(dataDir, 'gateway.json'), 'utf8')) as { url: string; token: string };
   return { ...saved, dataDir, child, stop: stopper(child, () => rmSync(dataDir, { recursive: true, force: true })) };
+}
+
+/** Whether this repo's `fnctl up` accepts FLAG (e.g. --memory-budget), from its --help. */
+export function upAccepts(flag: string): boolean {
+  const help = spawnSync(process.execPath, [path.join(repoRoot, 'bin/fnctl.js'), 'up', '--help'], { encoding: 'utf8' });
+  return help.stdout.includes(`${flag} `);
 }

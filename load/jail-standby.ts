@@ -1,8 +1,8 @@
-// The cold benchmark: the first response's latency from zero microVMs, again and again, for hello
-// and heavy-init, each restored from its snapshot and booted without one; and in the same run
-// the start of a bare `node -e 0` process, the floor no guest process can beat.
-import { spawn } from 'node:child_process';
+// Two benchmarks of how microVMs start, kept apart from the load scenarios: the jail's cost on
+// restore and cold boot (a jailed platform against one without a jail), and a request handed a
+// standby microVM against one on a warm microVM.
 import { request } from 'undici';
+import { timedRequest } from './scenarios/cold.js';
 import { startPlatform } from './processes.js';
 import { deployExample, stopInstances, type PlatformTarget } from './platform-api.js';
 
@@ -37,29 +37,15 @@ function summarize(label: string, samples: ColdSample[]): ColdSeries {
   return { label, samples: samples.length, p50: percentile(totals, 0.5), p90: percentile(totals, 0.9), min: totals[0]!, max: totals.at(-1)!, startPhaseP50: percentile(phases, 0.5), starts };
 }
 
-/**
- * Spawn to exit of `node -e 0`, with a guest's environment: variables such as NODE_EXTRA_CA_CERTS
- * (set on this machine) make every node start load more, which no guest ever does.
- */
-function nodeStart(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const t = performance.now();
-    const child = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
-    child.once('error', reject);
-    child.once('exit', () => resolve(performance.now() - t));
-  });
-}
-
 async function firstResponse(target: PlatformTarget, name: string): Promise<ColdSample> {
   await stopInstances(target, name);
-  const t = performance.now();
-  const res = await request(`${target.url}/fn/${name}/?key=42`);
-  await res.body.arrayBuffer();
-  const totalMs = performance.now() - t;
-  if (res.statusCode !== 200) throw new Error(`${name} answered ${res.statusCode}`);
-  const timing = String(res.headers['server-timing'] ?? '');
-  const phase = /(?:restore|init);dur=([\d.]+)/.exec(timing);
-  return { totalMs, startMs: phase ? Number(phase[1]) : 0, start: String(res.headers['x-fn-start'] ?? '?') };
+  return timed(target, name);
+}
+
+async function timed(target: PlatformTarget, name: string): Promise<ColdSample> {
+  const r = await timedRequest(target, name, '/?key=42');
+  if (r.status !== 200) throw new Error(`${name} answered ${r.status}`);
+  return { totalMs: r.ms, startMs: r.phases.restore ?? r.phases.init ?? 0, start: r.start || '?' };
 }
 
 /**
@@ -102,52 +88,10 @@ export async function jailCost(opts: { samples: number }): Promise<{ series: Col
   }
 }
 
-export async function cold(opts: { samples: number }): Promise<{ series: ColdSeries[]; ratios: Record<string, number> }> {
-  const platform = await startPlatform();
-  try {
-    const functions = [
-      { name: 'hello-snap', file: 'functions/examples/hello.js', snapshot: 'required', label: 'hello, restored from snapshot' },
-      { name: 'hello-boot', file: 'functions/examples/hello.js', snapshot: 'off', label: 'hello, booted without snapshot' },
-      { name: 'heavy-snap', file: 'functions/examples/heavy-init.js', snapshot: 'required', label: 'heavy-init, restored from snapshot' },
-      { name: 'heavy-boot', file: 'functions/examples/heavy-init.js', snapshot: 'off', label: 'heavy-init, booted without snapshot' },
-    ];
-    for (const f of functions) await deployExample(platform, f.name, f.file, { snapshot: f.snapshot });
-    const samples = new Map<string, ColdSample[]>(functions.map((f) => [f.name, []]));
-    const floor: number[] = [];
-    // Interleaved, so a noisy moment on this shared machine hits every series alike.
-    for (let i = 0; i < opts.samples; i++) {
-      floor.push(await nodeStart());
-      for (const f of functions) samples.get(f.name)!.push(await firstResponse(platform, f.name));
-      process.stderr.write(`\rcold: sample ${i + 1}/${opts.samples}`);
-    }
-    process.stderr.write('\n');
-    const series = [
-      summarize('bare `node -e 0` process start (floor)', floor.map((ms) => ({ totalMs: ms, startMs: ms, start: 'process' }))),
-      ...functions.map((f) => summarize(f.label, samples.get(f.name)!)),
-    ];
-    const p50 = (label: string) => series.find((s) => s.label === label)!.p50;
-    const ratios = {
-      'heavy-init restore / boot (goal ≤ 0.33)': p50('heavy-init, restored from snapshot') / p50('heavy-init, booted without snapshot'),
-      'hello restore / node -e 0 (goal ≤ 1.15)': p50('hello, restored from snapshot') / p50('bare `node -e 0` process start (floor)'),
-      'hello boot / node -e 0': p50('hello, booted without snapshot') / p50('bare `node -e 0` process start (floor)'),
-    };
-    return { series, ratios };
-  } finally {
-    await platform.stop();
-  }
-}
-
 async function pausedCount(target: PlatformTarget, name: string): Promise<number> {
   const res = await request(`${target.url}/api/functions/${name}/instances`, { headers: { authorization: `Bearer ${target.token}` } });
   const body = (await res.body.json()) as { instances: { state: string }[] };
   return body.instances.filter((i) => i.state === 'paused').length;
-}
-
-async function timed(target: PlatformTarget, name: string): Promise<ColdSample> {
-  const t = performance.now();
-  const res = await request(`${target.url}/fn/${name}/`);
-  await res.body.arrayBuffer();
-  return { totalMs: performance.now() - t, startMs: 0, start: String(res.headers['x-fn-start'] ?? '?') };
 }
 
 /**

@@ -1,0 +1,75 @@
+// warm: steady load on warm microVMs against a bare node:http hello server in a process of its
+// own, in the same run. Targets alternate within a round and the order is reversed every other
+// round, so a slow spell on this shared machine does not always land on the same target. A short
+// warm-up (not recorded) starts the microVMs first.
+import type { LoadReport } from '../report/schema.js';
+import { ratio } from '../report/build.js';
+import { startBareServer } from '../processes.js';
+import { drive, type DriveResult } from '../run.js';
+import { Recorder } from '../recorder.js';
+import { Session, type ScenarioEnv } from './session.js';
+
+export interface WarmOptions {
+  functions: string[];
+  connections: number;
+  /** Seconds per run: one target in one round. */
+  durationS: number;
+  rounds: number;
+  /** Seconds of unrecorded load on each target before the rounds (default 1). */
+  warmupS?: number;
+}
+
+export const BARE = 'bare node:http';
+
+export async function warm(env: ScenarioEnv, opts: WarmOptions): Promise<LoadReport> {
+  const bare = await startBareServer();
+  try {
+    const targets = [
+      { label: BARE, url: `${bare.url}/`, baseline: true },
+      ...opts.functions.map((fn) => ({ label: fn, url: `${env.platform.url}/fn/${fn}`, baseline: false })),
+    ];
+    const warmupS = opts.warmupS ?? 1;
+    const scratch = new Recorder();
+    for (const t of targets) await drive({ url: t.url, target: t.label, baseline: t.baseline, connections: opts.connections, durationS: warmupS, recorder: scratch });
+
+    const plannedMs = opts.rounds * targets.length * opts.durationS * 1000;
+    return await Session.run(env, 'warm', opts.functions, plannedMs, async (session) => {
+      const byRound: Map<string, DriveResult>[] = [];
+      for (let round = 0; round < opts.rounds; round++) {
+        const results = new Map<string, DriveResult>();
+        for (const t of round % 2 === 0 ? targets : [...targets].reverse()) {
+          session.setPhase(`round ${round + 1}/${opts.rounds}: ${t.label}`);
+          session.connections = opts.connections;
+          results.set(t.label, await drive({ url: t.url, target: t.label, baseline: t.baseline, connections: opts.connections, durationS: opts.durationS, recorder: session.recorder }));
+          session.connections = 0;
+        }
+        byRound.push(results);
+      }
+      const classes = session.recorder.stats();
+      const base = classes.find((c) => c.target === BARE);
+      const ratios = [];
+      for (const fn of opts.functions) {
+        const c = classes.find((k) => k.target === fn && k.start === 'warm');
+        if (!c || !base) {
+          session.notes.push(`${fn}: no warm responses, so no ratio to the baseline`);
+          continue;
+        }
+        ratios.push(ratio(`${fn} warm throughput / ${BARE}`, c.rps / base.rps, '≥ 0.5'));
+        if (c.latencyMs && base.latencyMs) ratios.push(ratio(`${fn} warm p99 / ${BARE} p99`, c.latencyMs.p99 / base.latencyMs.p99, '≤ 2'));
+        const each = byRound.map((r, i) => {
+          const f = r.get(fn)!;
+          const b = r.get(BARE)!;
+          const p99 = f.latencyMs && b.latencyMs ? `${(f.latencyMs.p99 / b.latencyMs.p99).toFixed(2)}×` : '-';
+          return `round ${i + 1} ${(f.okRps / b.okRps).toFixed(2)}/${p99}`;
+        });
+        session.notes.push(`${fn} by round, throughput/p99 to ${BARE} (2xx of any start): ${each.join(', ')}`);
+      }
+      return {
+        options: { functions: opts.functions, connections: opts.connections, durationS: opts.durationS, rounds: opts.rounds, warmupS },
+        ratios,
+      };
+    });
+  } finally {
+    await bare.stop();
+  }
+}
