@@ -252,7 +252,8 @@ function latencyCharts(report: LoadReport): ChartSlot[] {
 }
 
 function timelineCharts(timeline: TimelinePoint[]): ChartSlot[] {
-  const x: Axis = { title: 'time since start (s)', unit: 's', min: 0 };
+  const end = timeline.reduce((a, p) => Math.max(a, p.tMs), 0) / 1000;
+  const x: Axis = { title: 'time since start (s)', unit: 's', min: 0, ...(end > 0 ? { max: end } : {}) };
   const at = (p: TimelinePoint) => p.tMs / 1000;
   const noTimeline = 'no data: this run recorded no timeline';
 
@@ -358,6 +359,7 @@ function optionValue(v: unknown): string {
     return items.length > 8 ? `${items.slice(0, 6).join(', ')}, … (${items.length})` : items.join(', ');
   }
   if (typeof v === 'boolean') return v ? 'yes' : 'no';
+  if (typeof v === 'number') return Number.isInteger(v) ? formatCount(v) : String(Number(v.toFixed(3)));
   return String(v);
 }
 
@@ -366,7 +368,7 @@ function header(r: LoadReport): string {
   const options: [string, string][] = [
     ['functions', optionValue(functions)],
     ['connections', formatCount(connections)],
-    ['duration', `${durationS} s`],
+    ['duration', `${optionValue(durationS)} s`],
     ...Object.entries(rest).map(([k, v]): [string, string] => [k, optionValue(v)]),
   ];
   const c = r.counters;
@@ -406,7 +408,7 @@ ${
 function ratios(r: LoadReport): string {
   const body =
     r.ratios.length === 0
-      ? '<p class="muted">No ratios: this scenario has no baseline to compare with.</p>'
+      ? '<p class="muted">No ratios in this report: nothing in this run was compared with a baseline.</p>'
       : `<div class="ratios">${r.ratios
           .map((q, i) => {
             const status = q.met === undefined ? 'none' : q.met ? 'met' : 'missed';
@@ -418,7 +420,7 @@ function ratios(r: LoadReport): string {
 </div>`;
           })
           .join('')}</div>`;
-  return `<section id="ratios"><h2>Against the baseline</h2>${body}</section>`;
+  return `<section id="ratios"><h2>Ratios to the baseline</h2>${body}</section>`;
 }
 
 function cell(key: string, value: number | null, text: string, cls = 'num'): string {
@@ -577,13 +579,15 @@ const CLIENT = String.raw`
       if (unit === 'rps') return en(v, 0);
       return en(v, v % 1 ? 1 : 0);
     };
-    // Log axes: every 1-2-5 tick is labelled over up to three decades, only powers of ten beyond.
+    // Log axes: powers of ten are labelled, and 2 and 5 too when a decade is long enough for them.
     var mantissa = function (v) { return v / Math.pow(10, Math.floor(Math.log10(v) + 1e-9)); };
     var near = function (m, k) { return Math.abs(m - k) < 1e-6; };
     var logTick = function (scale, v) {
       var m = mantissa(v);
       if (near(m, 1)) return true;
-      return Math.log10(scale.max / scale.min) <= 3 && (near(m, 2) || near(m, 5));
+      var across = scale.isHorizontal() ? scale.width : scale.height;
+      var perDecade = across / Math.max(Math.log10(scale.max / scale.min), 1e-9);
+      return perDecade >= (scale.isHorizontal() ? 180 : 80) && (near(m, 2) || near(m, 5));
     };
     var axis = function (a, position, grid) {
       return {
@@ -595,7 +599,7 @@ const CLIENT = String.raw`
         title: { display: true, text: a.title, font: { weight: '600' } },
         grid: { display: grid, color: a.log ? function (c) { return c.tick && near(mantissa(c.tick.value), 1) ? '#e2e8f0' : '#f3f6fa'; } : '#eef2f7' },
         ticks: {
-          autoSkip: !a.log, maxRotation: 0,
+          autoSkip: !a.log, maxRotation: 0, includeBounds: a.unit !== 's',
           maxTicksLimit: a.log ? undefined : 8,
           precision: a.unit === 'count' ? 0 : undefined,
           callback: function (v) { return a.log && !logTick(this, v) ? '' : fmt(a.unit, v); },

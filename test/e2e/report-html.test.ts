@@ -11,12 +11,19 @@ import { LoadReportSchema, SCENARIOS, type LoadReport } from '../../load/report/
 import { CHROMIUM_MISSING, hasChromium, launchChromium, type Browser } from '../../scripts/chromium.js';
 import { repoRoot } from '../helpers/platform.js';
 
+/** The reports of a folder by name, each validated against the schema. */
+function reportsIn(dir: string): Record<string, LoadReport> {
+  return Object.fromEntries(
+    readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => [f.slice(0, -5), LoadReportSchema.parse(JSON.parse(readFileSync(path.join(dir, f), 'utf8')))]),
+  );
+}
 const fixtureDir = path.join(repoRoot, 'load/report/fixtures');
-const fixtures = Object.fromEntries(
-  readdirSync(fixtureDir)
-    .filter((f) => f.endsWith('.json'))
-    .map((f) => [f.slice(0, -5), LoadReportSchema.parse(JSON.parse(readFileSync(path.join(fixtureDir, f), 'utf8')))]),
-) as Record<string, LoadReport>;
+/** Sample reports of each scenario: realistic figures, made up. */
+const fixtures = reportsIn(fixtureDir);
+/** Reports of each scenario as `fnctl load` wrote them, from small runs on this machine. */
+const measured = reportsIn(path.join(fixtureDir, 'measured'));
 
 /** A report with nothing to draw but the load: only errors (null latency, no histogram), no microVM counts, no ratios. */
 const onlyErrors: LoadReport = LoadReportSchema.parse({
@@ -138,7 +145,8 @@ function expectedCharts(r: LoadReport): Record<string, boolean> {
 describe('sample reports', () => {
   it('cover every scenario and validate against the schema', () => {
     expect(Object.keys(fixtures).sort()).toEqual([...SCENARIOS].sort());
-    for (const [name, r] of Object.entries(fixtures)) {
+    expect(Object.keys(measured).sort()).toEqual([...SCENARIOS].sort());
+    for (const [name, r] of [...Object.entries(fixtures), ...Object.entries(measured)]) {
       expect(r.scenario).toBe(name);
       for (const c of r.classes) {
         expect(c.histogram.reduce((a, b) => a + b.count, 0), `${name} ${c.target}/${c.start}`).toBe(c.ok);
@@ -150,7 +158,7 @@ describe('sample reports', () => {
 
 describe('the HTML file', () => {
   it('is self-contained: no URL but the platform it ran against, nothing to load, the JSON embedded intact', () => {
-    for (const r of [...Object.values(fixtures), onlyErrors]) {
+    for (const r of [...Object.values(fixtures), ...Object.values(measured), onlyErrors]) {
       const html = renderHtmlReport(r);
       // (matches are compared, not the page, so that a failure does not print 300 KB)
       const markup = html.replace(/<script[^>]*>[^]*?<\/script>/g, '');
@@ -223,7 +231,7 @@ describe.skipIf(!chromiumThere)('the HTML report in headless Chromium', () => {
   function checkFigures(r: LoadReport, state: PageState) {
     expect(state.scenario).toBe(r.scenario);
     expect(state.options.connections).toBe(formatCount(r.options.connections));
-    expect(state.options.duration).toBe(`${r.options.durationS} s`);
+    expect(state.options.duration).toBe(`${Number(r.options.durationS.toFixed(3))} s`);
     if (r.counters.microvmsStarted !== null) expect(state.counters['microVMs started']).toBe(formatCount(r.counters.microvmsStarted));
     expect(state.notes).toEqual(r.notes);
     expect(state.ratios).toHaveLength(r.ratios.length);
@@ -254,13 +262,16 @@ describe.skipIf(!chromiumThere)('the HTML report in headless Chromium', () => {
     });
   }
 
-  it.each(SCENARIOS)('%s: opens offline without errors, draws its charts and shows its figures', async (scenario) => {
-    const r = fixtures[scenario]!;
-    const { state, problems } = await open(r, scenario);
-    expect(problems).toEqual([]);
-    checkCharts(r, state);
-    checkFigures(r, state);
-  });
+  it.each(SCENARIOS.flatMap((s) => [['sample', s] as const, ['measured', s] as const]))(
+    '%s %s report: opens offline without errors, draws its charts and shows its figures',
+    async (kind, scenario) => {
+      const r = (kind === 'sample' ? fixtures : measured)[scenario]!;
+      const { state, problems } = await open(r, `${kind}-${scenario}`);
+      expect(problems).toEqual([]);
+      checkCharts(r, state);
+      checkFigures(r, state);
+    },
+  );
 
   it('says "no data" for charts without data, and keeps hostile text as text', async () => {
     const { state, problems } = await open(onlyErrors, 'only-errors');
