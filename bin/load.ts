@@ -26,7 +26,7 @@ const DEFAULTS: Record<ScenarioName, { connections: number; durationS: number; o
   cold: { connections: 1, durationS: 1, own: ['samples'] },
   burst: { connections: 100, durationS: 10, own: [] },
   ramp: { connections: 50, durationS: 21, own: [] },
-  mixed: { connections: 20, durationS: 20, own: ['functions', 'zipf'] },
+  mixed: { connections: 10, durationS: 20, own: ['functions', 'zipf'] },
 };
 const SCENARIO_ONLY: (keyof LoadFlags)[] = ['rounds', 'samples', 'functions', 'zipf'];
 
@@ -131,7 +131,7 @@ export function registerLoad(program: Command, targetOptions: (cmd: Command) => 
     .description('run a load scenario against the platform and report latency by start type')
     .argument('<scenario>', SCENARIO_NAMES.join(' | '))
     .option('--fn <name>', 'function to load (repeatable, or NAME,NAME; default: hello, or copies of it for mixed)', (v: string, prev: string[] = []) => [...prev, v])
-    .option('--connections <n>', 'concurrent connections; the peak for ramp (default: warm 50, burst 100, ramp 50, mixed 20)')
+    .option('--connections <n>', 'concurrent connections; the peak for ramp (default: warm 50, burst 100, ramp 50, mixed 10)')
     .option('--duration <seconds>', 'seconds of load: per run for warm, in all for the others (default: warm 10, burst 10, ramp 21, mixed 20)')
     .option('--rounds <n>', 'warm: alternating rounds of each target and the baseline (default 2)')
     .option('--samples <n>', 'cold: starts from zero per function (default 10)')

@@ -121,10 +121,10 @@ helloScenario('ramp', 'connections rising in steps to N and falling on hello wit
 
 scenarioCommand('mixed', 'many copies of hello with Zipf-skewed popularity on a platform with a small memory budget: cold starts, evictions')
   .option('--functions <n>', 'copies of hello (mixed-00, …)', whole, 50)
-  .option('--connections <n>', 'concurrent connections', whole, 20)
+  .option('--connections <n>', 'concurrent connections', whole, 10)
   .option('--duration <seconds>', 'seconds', positive, 20)
   .option('--zipf <s>', 'Zipf exponent of the popularity', positive, 1)
-  .option('--memory-budget <MiB>', "the platform's memory budget for microVMs", whole, 1024)
+  .option('--memory-budget <MiB>', "the platform's memory budget for microVMs (2048: sixteen 128 MiB microVMs)", whole, 2048)
   .action(async (opts: { functions: number; connections: number; duration: number; zipf: number; memoryBudget: number } & OutputOptions) => {
     const budget = upAccepts('--memory-budget');
     await bench(

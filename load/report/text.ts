@@ -48,8 +48,9 @@ export function classTable(classes: ClassStats[]): string {
 
 export function formatReport(report: LoadReport): string {
   const o = report.options;
+  const functions = o.functions.length > 4 ? `${o.functions[0]} … ${o.functions.at(-1)} (${o.functions.length} functions)` : o.functions.join(', ');
   const lines = [
-    `${report.scenario}: ${o.functions.join(', ')} · ${o.connections} connection${o.connections === 1 ? '' : 's'} · ${fmt(report.durationMs / 1000, 1)} s · ${report.platform.url}`,
+    `${report.scenario}: ${functions} · ${o.connections} connection${o.connections === 1 ? '' : 's'} · ${fmt(report.durationMs / 1000, 1)} s · ${report.platform.url}`,
     '',
     classTable(report.classes),
   ];
