@@ -18,6 +18,9 @@ export interface UpOptions {
   examples?: boolean;
   logLevel?: string;
   isolation?: 'auto' | 'none';
+  /** Malformed numbers stay strings, so the config's validation names them. */
+  overcommit?: number | string;
+  memoryBudget?: number | string;
 }
 
 interface SavedGateway {
@@ -60,7 +63,18 @@ export async function up(options: UpOptions): Promise<void> {
   }
   const token = saved?.token && /^[A-Za-z0-9_-]{20,}$/.test(saved.token) ? saved.token : randomBytes(24).toString('base64url');
   const log = createLogger(options.logLevel ? { level: options.logLevel } : {});
-  const gateway = new Gateway({ config: { port: options.port, host: options.host, dataDir, ...(options.isolation ? { isolation: options.isolation } : {}) }, token, log });
+  const memory = {
+    ...(options.overcommit !== undefined ? { overcommit: options.overcommit as number } : {}),
+    ...(options.memoryBudget !== undefined ? { memoryBudgetMiB: options.memoryBudget as number } : {}),
+  };
+  let gateway: Gateway;
+  try {
+    gateway = new Gateway({ config: { port: options.port, host: options.host, dataDir, ...(options.isolation ? { isolation: options.isolation } : {}), ...memory }, token, log });
+  } catch (err) {
+    // Name the flags the user typed rather than the config keys behind them.
+    const e = toFnError(err);
+    throw new CliError(e.message.replace(/\bmemoryBudgetMiB = /g, '--memory-budget ').replace(/\bovercommit = /g, '--overcommit '));
+  }
   let url: string;
   try {
     url = await gateway.listen();
@@ -74,6 +88,9 @@ export async function up(options: UpOptions): Promise<void> {
   console.log(`fnctl is up at ${url}`);
   console.log(`  data: ${dataDir}`);
   console.log(`  control API token in ${file}`);
+  const { budgetBytes } = gateway.platform.budget;
+  const { memoryBudgetMiB, overcommit } = gateway.config;
+  console.log(`  memory budget: ${Math.floor(budgetBytes / (1024 * 1024))} MiB for microVMs (${memoryBudgetMiB !== undefined ? '--memory-budget' : `machine memory × ${overcommit}`})`);
 
   let stopping = false;
   const stop = (signal: string) => {

@@ -1,5 +1,6 @@
 // Configuration the Knative way: defaults, then an overlay, then validation whose messages name
 // the key, the value and the rule ("memory = 5, must be an integer in [64, 10240]").
+import { totalmem } from 'node:os';
 import { z } from 'zod';
 import { FnError, type ErrorCode } from './errors.js';
 
@@ -46,6 +47,8 @@ export function intInRange(min: number, max: number) {
 
 export const MiB = 1024 * 1024;
 
+const OVERCOMMIT_RULE = 'must be a number in (0, 100]: the share of the machine\'s memory microVMs may reserve';
+
 /** Settings of the platform process itself (`fnctl up`). */
 export const PlatformConfigSchema = z
   .object({
@@ -65,6 +68,17 @@ export const PlatformConfigSchema = z
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     /** auto: the strongest jail this machine offers (fnctl doctor); none: plain processes. */
     isolation: z.enum(['auto', 'none'], { error: 'must be one of auto, none' }),
+    /**
+     * The host memory budget is the machine's memory × this ratio: the memory limits of all
+     * running microVMs (starting, idle, busy, paused) add up to no more. Above 1 overcommits.
+     */
+    overcommit: z.number({ error: OVERCOMMIT_RULE }).gt(0, { error: OVERCOMMIT_RULE }).max(100, { error: OVERCOMMIT_RULE }),
+    /** The budget in MiB, when set: replaces the machine's memory × overcommit. */
+    memoryBudgetMiB: intInRange(64, 1024 * 1024 * 1024).optional(),
+    /** A microVM is recycled (stopped once idle, replaced as needed) after this age; 0: never. */
+    recycleAfterMs: intInRange(0, 7 * 24 * 3600 * 1000),
+    /** ... or after this many invocations; 0: never. */
+    recycleAfterInvocations: intInRange(0, 1_000_000_000),
   })
   .strict();
 
@@ -82,9 +96,19 @@ export const platformDefaults: PlatformConfig = {
   shutdownGraceMs: 10_000,
   logLevel: 'info',
   isolation: 'auto',
+  overcommit: 1.0,
+  // Lambda recycles execution environments after some hours, whatever their traffic.
+  recycleAfterMs: 4 * 3600 * 1000,
+  recycleAfterInvocations: 0,
 };
 
 export function platformConfig(overlay: Partial<PlatformConfig> = {}): PlatformConfig {
   const defined = Object.fromEntries(Object.entries(overlay).filter(([, v]) => v !== undefined));
   return validate(PlatformConfigSchema, { ...platformDefaults, ...defined }, { what: 'platform config' });
+}
+
+/** The host memory budget in bytes: memoryBudgetMiB when set, else the machine's memory × overcommit. */
+export function memoryBudgetBytes(config: Pick<PlatformConfig, 'overcommit' | 'memoryBudgetMiB'>, machineBytes = totalmem()): number {
+  if (config.memoryBudgetMiB !== undefined) return config.memoryBudgetMiB * MiB;
+  return Math.floor(machineBytes * config.overcommit);
 }

@@ -8,6 +8,13 @@ export interface InvocationSeries {
   duration: { observe(seconds: number): void };
 }
 
+/** What the scrape-time gauges read. */
+export interface MetricsSource {
+  memory(): { budgetBytes: number; reservedBytes: number };
+  /** microVMs by function, then by state (starting, idle, busy, paused). */
+  microvms(): Iterable<[string, Record<string, number>]>;
+}
+
 export class Metrics {
   readonly registry = new Registry();
 
@@ -38,6 +45,14 @@ export class Metrics {
     help: 'microVMs by function and state',
     labelNames: ['function', 'state'] as const,
     registers: [this.registry],
+    collect: () => {
+      const counts = this.source?.microvms();
+      if (!counts) return;
+      this.microvms.reset();
+      for (const [fn, byState] of counts) {
+        for (const [state, n] of Object.entries(byState)) this.microvms.labels(fn, state).set(n);
+      }
+    },
   });
 
   readonly throttled = new Counter({
@@ -46,6 +61,40 @@ export class Metrics {
     labelNames: ['function'] as const,
     registers: [this.registry],
   });
+
+  readonly evictions = new Counter({
+    name: 'fnctl_evictions_total',
+    help: 'Idle microVMs evicted to make room in the host memory budget, by the function evicted',
+    labelNames: ['function'] as const,
+    registers: [this.registry],
+  });
+
+  private source: MetricsSource | undefined;
+
+  readonly memoryBudget = new Gauge({
+    name: 'fnctl_memory_budget_bytes',
+    help: 'The host memory budget: what the memory limits of all running microVMs may add up to',
+    registers: [this.registry],
+    collect: () => {
+      const m = this.source?.memory();
+      if (m) this.memoryBudget.set(m.budgetBytes);
+    },
+  });
+
+  readonly memoryReserved = new Gauge({
+    name: 'fnctl_memory_reserved_bytes',
+    help: 'Memory limits of the running microVMs (starting, idle, busy, paused), reserved in the budget',
+    registers: [this.registry],
+    collect: () => {
+      const m = this.source?.memory();
+      if (m) this.memoryReserved.set(m.reservedBytes);
+    },
+  });
+
+  /** Where the gauges read the platform's state, at scrape time (nothing is updated per request). */
+  watch(source: MetricsSource): void {
+    this.source = source;
+  }
 
   // labels() hashes its label values on every call; the invoke path asks for the same few
   // children over and over, so they are kept per function and start kind.

@@ -46,6 +46,17 @@ export interface FunctionRecord {
   updatedAt: number;
 }
 
+/**
+ * Scaling set with `fnctl scale`: per function, not per version (versions are immutable), applied
+ * over the current version's settings until a deploy sets min, max or standby itself.
+ */
+export interface ScalingOverride {
+  min: number;
+  max: number;
+  standby: number;
+  updatedAt: number;
+}
+
 export interface StoredBundle {
   sha256: string;
   path: string;
@@ -59,7 +70,7 @@ export interface RegistryOptions {
 }
 
 /** Bump with a migration in migrate() whenever the schema changes. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 const DEFAULT_GRACE_MS = 60 * 60 * 1000;
 
 const SCHEMA_V1 = `
@@ -86,6 +97,17 @@ const SCHEMA_V1 = `
   CREATE TABLE counters (
     name TEXT PRIMARY KEY,
     last_version INTEGER NOT NULL
+  );
+`;
+
+// v2: scaling overrides (fnctl scale), one row per function.
+const SCHEMA_V2 = `
+  CREATE TABLE scaling (
+    name TEXT PRIMARY KEY,
+    min INTEGER NOT NULL,
+    max INTEGER NOT NULL,
+    standby INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
   );
 `;
 
@@ -171,6 +193,7 @@ export class Registry {
     if (current === SCHEMA_VERSION) return;
     this.db.transaction(() => {
       if (current < 1) this.db.exec(SCHEMA_V1);
+      if (current < 2) this.db.exec(SCHEMA_V2);
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     }).immediate();
   }
@@ -315,6 +338,32 @@ export class Registry {
     }).immediate();
   }
 
+  /** The scaling override of NAME, if `fnctl scale` set one. */
+  getScaling(name: string): ScalingOverride | undefined {
+    const row = this.sql('SELECT min, max, standby, updated_at FROM scaling WHERE name = ?').get(name) as
+      | { min: number; max: number; standby: number; updated_at: number }
+      | undefined;
+    return row && { min: row.min, max: row.max, standby: row.standby, updatedAt: row.updated_at };
+  }
+
+  /** Set NAME's scaling override (the caller has validated it against the current version). */
+  setScaling(name: string, scaling: Omit<ScalingOverride, 'updatedAt'>): ScalingOverride {
+    const updatedAt = this.now();
+    this.db.transaction(() => {
+      this.requireFunction(name);
+      this.sql(
+        `INSERT INTO scaling (name, min, max, standby, updated_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET min = excluded.min, max = excluded.max, standby = excluded.standby, updated_at = excluded.updated_at`,
+      ).run(name, scaling.min, scaling.max, scaling.standby, updatedAt);
+    }).immediate();
+    return { ...scaling, updatedAt };
+  }
+
+  /** Drop NAME's scaling override; true when there was one. */
+  clearScaling(name: string): boolean {
+    return this.sql('DELETE FROM scaling WHERE name = ?').run(name).changes > 0;
+  }
+
   /** Delete NAME and its versions; then delete the bundles nothing references any more. */
   remove(name: string): void {
     const shas = this.db.transaction(() => {
@@ -322,6 +371,7 @@ export class Registry {
       const rows = this.sql('SELECT DISTINCT bundle_sha256 AS sha FROM versions WHERE name = ?').all(name) as { sha: string }[];
       this.sql('DELETE FROM versions WHERE name = ?').run(name);
       this.sql('DELETE FROM functions WHERE name = ?').run(name);
+      this.sql('DELETE FROM scaling WHERE name = ?').run(name);
       return rows.map((r) => r.sha);
     }).immediate();
     // After the commit: a crash in between leaves an unreferenced file, swept at the next open.

@@ -1,11 +1,11 @@
-// The control API (hono): deploy, list, inspect, roll back and remove functions, read their logs.
+// The control API (hono): deploy, list, inspect, scale, roll back and remove functions, read their logs.
 // It turns HTTP into calls on the Platform and never touches microVM state itself.
 import { Hono, type Context } from 'hono';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { streamText } from 'hono/streaming';
 import { FnError, toFnError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { parsePartialSettings } from '../functions/settings.js';
+import { parsePartialSettings, type Settings } from '../functions/settings.js';
 import type { ConsoleRecord } from '../microvm/types.js';
 import type { Platform } from './platform.js';
 import { errorBody, httpStatusByCode } from './errors.js';
@@ -67,6 +67,13 @@ export function createApi({ platform, token, log, baseUrl }: ApiOptions): Hono {
     const settings = parsePartialSettings(body.settings, 'invalid settings');
     const result = await platform.deploy({ name, bundle: Buffer.from(body.bundle, 'base64'), settings });
     return c.json({ ...result, url: urlOf(name) }, result.unchanged ? 200 : 201);
+  });
+
+  // fnctl scale: {min?, max?, standby?}, each checked by the deploy settings' rules.
+  app.patch('/api/functions/:name/scaling', async (c) => {
+    const name = c.req.param('name');
+    const change = parseScalingChange(await readJson(c));
+    return c.json(await platform.scale(name, change));
   });
 
   app.post('/api/functions/:name/rollback', async (c) => {
@@ -132,6 +139,21 @@ export function createApi({ platform, token, log, baseUrl }: ApiOptions): Hono {
   });
 
   return app;
+}
+
+const SCALING_KEYS = ['min', 'max', 'standby'] as const;
+
+/** A scaling change: some of min, max and standby, by the settings schema's rules, and nothing else. */
+export function parseScalingChange(body: Record<string, unknown>): Partial<Pick<Settings, (typeof SCALING_KEYS)[number]>> {
+  const parsed = parsePartialSettings(body, 'invalid scaling');
+  const other = Object.keys(parsed).filter((k) => !(SCALING_KEYS as readonly string[]).includes(k));
+  if (other.length > 0) {
+    throw new FnError('INVALID_SETTING', `invalid scaling: ${other.join(', ')} cannot be changed by scale, only min, max and standby: deploy a new version for the rest`);
+  }
+  if (Object.keys(parsed).length === 0) throw new FnError('INVALID_SETTING', 'invalid scaling: nothing to change: give min, max or standby');
+  const change: Partial<Pick<Settings, (typeof SCALING_KEYS)[number]>> = {};
+  for (const k of SCALING_KEYS) if (parsed[k] !== undefined) change[k] = parsed[k];
+  return change;
 }
 
 function tokenMatches(given: string, expected: string): boolean {

@@ -2,6 +2,11 @@
 // holds the middle two: a sliding window of observed concurrency, and a pure decide(input, now)
 // that turns the window's averages into a desired number of microVMs. Only the outer tick loop
 // reads the clock, so tests step a fake one and never sleep.
+//
+// It is the one scale-down mechanism: pools never stop a microVM because it is idle. `idle` (the
+// contract's "seconds an unused microVM is kept") enters the decision twice: microVMs that served
+// nothing for `idle` while the others served every request are surplus (outside panic), and a
+// function with no request for `idle` scales to zero, or to `min`.
 import { z } from 'zod';
 import { validate } from '../core/config.js';
 
@@ -83,7 +88,7 @@ export interface ScaleSettings {
   min: number;
   max: number;
   standby: number;
-  /** No request for this long scales the function to zero (or to min). */
+  /** No request for this long scales the function to zero (or to min), and makes a microVM surplus. */
   idleMs: number;
 }
 
@@ -103,8 +108,10 @@ export interface DecideInput {
   panicConcurrency: number;
   /** microVMs booted and serving now (not those still starting), as Knative counts ready pods. */
   ready: number;
-  /** When a request last arrived or finished; undefined when there never was one. */
+  /** When a request last arrived or finished (now while any is in flight or queued); undefined when there never was one. */
   lastActivityAt: number | undefined;
+  /** Ready microVMs that served no request for `idleMs` (the others served every one meanwhile). */
+  unused?: number;
   state: PanicState;
 }
 
@@ -125,7 +132,7 @@ export function decide(input: DecideInput, now: number, config: AutoscalerConfig
   const clamp = (n: number) => Math.min(settings.max, Math.max(settings.min, n));
   const standby = Math.min(settings.standby, settings.max);
   const idle = lastActivityAt === undefined || now - lastActivityAt >= settings.idleMs;
-  if (idle && stableConcurrency === 0 && panicConcurrency === 0) {
+  if (idle) {
     const desired = clamp(0);
     const panicChange = input.state.panicSince !== undefined ? 'exit' : undefined;
     return { desired, standby, state: calm, panicChange, reason: `no traffic for ${Math.round(settings.idleMs / 1000)} s: scale to ${desired}` };
@@ -159,9 +166,16 @@ export function decide(input: DecideInput, now: number, config: AutoscalerConfig
     panicFloor = desired;
     reason = `panic: ${panicConcurrency.toFixed(1)} concurrent over ${config.panicWindowMs / 1000} s, target ${target.toFixed(1)} per microVM`;
   } else {
-    desired = clamp(stableWant);
     panicFloor = 0;
     reason = `stable: ${stableConcurrency.toFixed(1)} concurrent over ${config.stableWindowMs / 1000} s, target ${target.toFixed(1)} per microVM`;
+    let want = stableWant;
+    // Unused for `idle`: the window may still remember their load, but they are not needed.
+    const unused = input.unused ?? 0;
+    if (unused > 0 && input.ready - unused < want) {
+      want = Math.max(1, input.ready - unused);
+      reason = `${unused} microVM${unused > 1 ? 's' : ''} unused for ${Math.round(settings.idleMs / 1000)} s: scale to ${want}`;
+    }
+    desired = clamp(want);
   }
   return { desired, standby, state: { panicSince, panicFloor }, panicChange, reason };
 }

@@ -6,12 +6,13 @@ import { mkdirSync } from 'node:fs';
 import type { Logger } from '../core/log.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { FnError, toFnError } from '../core/errors.js';
-import type { PlatformConfig } from '../core/config.js';
+import { MiB, memoryBudgetBytes, type PlatformConfig } from '../core/config.js';
 import { Metrics } from '../core/metrics.js';
-import { Registry, versionHash, type VersionRecord, type FunctionRecord } from '../functions/registry.js';
+import { MemoryBudget } from '../core/budget.js';
+import { Registry, versionHash, type VersionRecord, type FunctionRecord, type ScalingOverride } from '../functions/registry.js';
 import { LogStore } from '../functions/logs.js';
 import { resolveSettings, validateName, type Settings } from '../functions/settings.js';
-import { Pool, type PoolVm, type VmFactory } from '../microvm/pool.js';
+import { Pool, type PoolVm, type ScalingSpec, type VmFactory } from '../microvm/pool.js';
 import { MicroVm, guestNodeFlags } from '../microvm/microvm.js';
 import { SnapshotStore, type StoredSnapshot } from '../snapshots/store.js';
 import { ScaleLoop } from './scaling.js';
@@ -52,12 +53,31 @@ export interface FunctionSummary {
   snapshot: SnapshotStatus;
   createdAt: number;
   updatedAt: number;
-  instances: Record<'starting' | 'idle' | 'busy' | 'queued', number>;
+  /** paused: standby microVMs, restored and frozen. */
+  instances: InstanceCounts;
+  /** Set when `fnctl scale` overrides the current version's min, max and standby (then in `settings`). */
+  scaleOverride?: ScalingOverride;
 }
+
+export type InstanceCounts = Record<'starting' | 'idle' | 'busy' | 'paused' | 'queued', number>;
+
+export interface ScaleResult {
+  name: string;
+  version: number;
+  scaling: ScalingSpec;
+  scaleOverride: ScalingOverride;
+  instances: InstanceCounts;
+  /** Set when min and standby cannot all fit in the memory budget. */
+  warning?: string;
+}
+
+const SCALING_KEYS = ['min', 'max', 'standby'] as const;
 
 interface FunctionState {
   current: VersionRecord;
   pools: Map<number, Pool>;
+  /** `fnctl scale`'s min, max and standby, over the current version's; kept across restarts. */
+  scaling: ScalingOverride | undefined;
 }
 
 const OFF: SnapshotStatus = { status: 'off', reason: 'disabled with --snapshot off' };
@@ -70,6 +90,8 @@ export class Platform {
   readonly registry: Registry;
   readonly logs: LogStore;
   readonly metrics: Metrics;
+  /** The host memory budget every pool reserves its microVMs' memory in. */
+  readonly budget: MemoryBudget;
   private readonly log: Logger;
   private readonly clock: Clock;
   private readonly functions = new Map<string, FunctionState>();
@@ -96,8 +118,20 @@ export class Platform {
     this.logs = new LogStore(path.join(config.dataDir, 'logs'));
     for (const fn of this.registry.listFunctions()) {
       const current = this.registry.currentVersion(fn.name);
-      if (current) this.functions.set(fn.name, { current, pools: new Map() });
+      if (current) this.functions.set(fn.name, { current, pools: new Map(), scaling: this.registry.getScaling(fn.name) });
     }
+    this.budget = new MemoryBudget({
+      budgetBytes: memoryBudgetBytes(config),
+      log: this.log,
+      onEvict: (e) => this.metrics.evictions.labels(e.victim.functionName).inc(),
+    });
+    this.metrics.watch({
+      memory: () => ({ budgetBytes: this.budget.budgetBytes, reservedBytes: this.budget.reservedBytes }),
+      microvms: () => [...this.functions].map(([name, fn]): [string, Record<string, number>] => {
+        const { queued: _queued, ...byState } = this.countsOf(fn);
+        return [name, byState];
+      }),
+    });
   }
 
   /** Open the snapshot store and start the `min` microVMs of every function. */
@@ -114,6 +148,11 @@ export class Platform {
       log: this.log,
       ...(jailer ? { jail: (plain, input) => jailer.wrapBuild(plain, input) } : {}),
     });
+    const { overcommit, memoryBudgetMiB } = this.config;
+    this.log.info(
+      { budgetMiB: Math.floor(this.budget.budgetBytes / MiB), ...(memoryBudgetMiB === undefined ? { overcommit } : {}) },
+      memoryBudgetMiB === undefined ? "host memory budget: the machine's memory × overcommit" : 'host memory budget: set with --memory-budget',
+    );
     for (const name of this.functions.keys()) this.poolFor(name).ensureMin();
     this.scaler = new ScaleLoop(() => this.pools(), this.clock, this.log);
     this.scaler.start();
@@ -183,15 +222,23 @@ export class Platform {
     const pool = fn.pools.get(v);
     if (pool) return pool;
     if (this.stopped) throw new FnError('UNAVAILABLE', 'the platform is shutting down');
-    const record = v === fn.current.version ? fn.current : this.registry.getVersion(name, v);
+    const current = v === fn.current.version;
+    const record = current ? fn.current : this.registry.getVersion(name, v);
     if (!record) throw new FnError('VERSION_NOT_FOUND', `function ${name} has no version ${v}`);
-    const created = this.createPool(record);
+    // `fnctl scale` applies to the current version; a pinned older one keeps its own scaling.
+    const created = this.createPool(current ? this.effectiveSettings(fn) : record.settings, record);
     fn.pools.set(v, created);
     return created;
   }
 
-  private createPool(record: VersionRecord): Pool {
-    const s = record.settings;
+  /** The current version's settings with `fnctl scale`'s min, max and standby over them. */
+  private effectiveSettings(fn: FunctionState): Settings {
+    const s = fn.current.settings;
+    if (!fn.scaling) return s;
+    return { ...s, min: fn.scaling.min, max: fn.scaling.max, standby: fn.scaling.standby };
+  }
+
+  private createPool(s: Settings, record: VersionRecord): Pool {
     return new Pool({
       spec: {
         functionName: record.name,
@@ -214,6 +261,8 @@ export class Platform {
       initTimeoutMs: this.config.initTimeoutMs,
       queueWaitMs: this.config.queueWaitMs,
       queueLength: this.config.queueLength,
+      budget: this.budget,
+      recycle: { maxAgeMs: this.config.recycleAfterMs, maxInvocations: this.config.recycleAfterInvocations },
     });
   }
 
@@ -238,11 +287,18 @@ export class Platform {
     if (input.bundle.length > this.config.maxBundleBytes) {
       throw new FnError('INVALID_BUNDLE', `bundle is ${input.bundle.length} bytes, over the limit of ${this.config.maxBundleBytes}`);
     }
+    if (settings.memory * MiB > this.budget.budgetBytes) {
+      const budgetMib = Math.floor(this.budget.budgetBytes / MiB);
+      throw new FnError('INVALID_SETTING', `invalid settings: memory = ${settings.memory}, more than the host's memory budget of ${budgetMib} MiB (see fnctl up --memory-budget and --overcommit)`);
+    }
+    // A deploy that sets min, max or standby itself takes scaling back from `fnctl scale`.
+    const takesScaling = SCALING_KEYS.some((k) => input.settings[k] !== undefined);
     return this.withLock(name, async () => {
       this.assertRunning();
       const stored = this.registry.storeBundle(input.bundle);
       const current = this.functions.get(name)?.current;
       if (current && current.hash === versionHash(stored.sha256, settings)) {
+        if (takesScaling) this.dropScaleOverride(name);
         return this.deployResult(current, true);
       }
       const { boot, snapshot } = await this.prepareVersion(name, stored.path, stored.sha256, settings);
@@ -251,6 +307,7 @@ export class Platform {
         settings,
         info: { style: boot.style, initMs: boot.initMs, snapshot },
       });
+      if (takesScaling) this.dropScaleOverride(name);
       this.switchTo(name, version);
       this.log.info({ fn: name, version: version.version, unchanged, initMs: boot.initMs, snapshot: snapshot.status }, 'deployed');
       return this.deployResult(version, unchanged);
@@ -319,10 +376,56 @@ export class Platform {
     return { boot, snapshot: { status: 'none', reason } };
   }
 
+  /** Forget `fnctl scale`'s override of NAME; the current pool goes back to its version's scaling. */
+  private dropScaleOverride(name: string): void {
+    const fn = this.functions.get(name);
+    const had = this.registry.clearScaling(name);
+    if (!fn?.scaling && !had) return;
+    if (fn) {
+      fn.scaling = undefined;
+      const { min, max, standby } = fn.current.settings;
+      fn.pools.get(fn.current.version)?.updateScaling({ min, max, standby });
+    }
+    this.log.info({ fn: name }, 'the deploy sets min, max or standby: the override from fnctl scale is dropped');
+  }
+
+  /**
+   * `fnctl scale`: change min, max and standby of NAME live, without a deploy. Checked by the
+   * deploy settings' rules over the current values, stored per function in the registry (so a
+   * restart keeps them), and applied at once to the current version's pool: min microVMs started,
+   * standbys topped up or stopped, max enforced for new starts. Nothing in flight is dropped.
+   */
+  async scale(name: string, change: Partial<ScalingSpec>): Promise<ScaleResult> {
+    validateName(name);
+    return this.withLock(name, async () => {
+      this.assertRunning();
+      const fn = this.functions.get(name);
+      if (!fn) throw new FnError('FUNCTION_NOT_FOUND', `function ${name} does not exist`);
+      const before = this.effectiveSettings(fn);
+      let next: Settings;
+      try {
+        next = resolveSettings(before, change);
+      } catch (err) {
+        const e = toFnError(err);
+        throw new FnError(e.code, `${e.message} (now min ${before.min}, max ${before.max}, standby ${before.standby})`, e.details ? { details: e.details } : undefined);
+      }
+      const scaling: ScalingSpec = { min: next.min, max: next.max, standby: next.standby };
+      fn.scaling = this.registry.setScaling(name, scaling);
+      this.poolFor(name, undefined, fn).updateScaling(scaling);
+      this.log.info({ fn: name, version: fn.current.version, ...scaling }, 'scaling changed (fnctl scale)');
+      const needMib = (scaling.min + scaling.standby) * next.memory;
+      const budgetMib = Math.floor(this.budget.budgetBytes / MiB);
+      const warning = needMib > budgetMib
+        ? `min ${scaling.min} and standby ${scaling.standby} need ${needMib} MiB, more than the host's memory budget of ${budgetMib} MiB: they start only as far as it allows`
+        : undefined;
+      return { name, version: fn.current.version, scaling, scaleOverride: fn.scaling, instances: this.countsOf(fn), ...(warning ? { warning } : {}) };
+    });
+  }
+
   private switchTo(name: string, version: VersionRecord): void {
     const fn = this.functions.get(name);
     if (!fn) {
-      this.functions.set(name, { current: version, pools: new Map() });
+      this.functions.set(name, { current: version, pools: new Map(), scaling: this.registry.getScaling(name) });
       this.poolFor(name).ensureMin();
       return;
     }
@@ -400,25 +503,31 @@ export class Platform {
     return out;
   }
 
-  private summarize(record: FunctionRecord, fn: FunctionState): FunctionSummary {
-    const instances = { starting: 0, idle: 0, busy: 0, queued: 0 };
+  private countsOf(fn: FunctionState): InstanceCounts {
+    const instances = { starting: 0, idle: 0, busy: 0, paused: 0, queued: 0 };
     for (const pool of fn.pools.values()) {
       const c = pool.counts();
       instances.starting += c.starting;
       instances.idle += c.idle;
       instances.busy += c.busy;
+      instances.paused += c.paused;
       instances.queued += c.queued;
     }
+    return instances;
+  }
+
+  private summarize(record: FunctionRecord, fn: FunctionState): FunctionSummary {
     return {
       name: record.name,
       version: fn.current.version,
       hash: fn.current.hash,
       style: fn.current.info.style,
-      settings: fn.current.settings,
+      settings: this.effectiveSettings(fn),
       snapshot: snapshotOf(fn.current),
       createdAt: record.createdAt,
       updatedAt: record.updatedAt,
-      instances,
+      instances: this.countsOf(fn),
+      ...(fn.scaling ? { scaleOverride: fn.scaling } : {}),
     };
   }
 

@@ -55,6 +55,7 @@ export class ScaleLoop {
           stableConcurrency: s.window.average(now, this.config.stableWindowMs),
           panicConcurrency: s.window.average(now, this.config.panicWindowMs),
           ready: observed.ready,
+          unused: observed.unused,
           lastActivityAt: observed.lastActivityAt,
           state: s.state,
         },

@@ -1,10 +1,18 @@
-// The microVMs of one function version. A request takes, in order: a free warm microVM, a new one
-// (up to `max`), or a place in a bounded queue; past the queue's length or its wait limit it is
-// throttled. Idle microVMs above `min` are reaped after `idle`. The pool owns no process itself:
-// microVMs come from an injected factory, so tests can drive it with small honest doubles.
+// The microVMs of one function version. A request takes, in order: a free warm microVM, a standby
+// (paused, pre-restored) one, a new one (up to `max`, and when the host's memory budget has room),
+// or a place in a bounded queue; past the queue's length or its wait limit it is throttled. The
+// pool owns no process itself: microVMs come from an injected factory, so tests can drive it with
+// small honest doubles.
+//
+// Who stops microVMs: the autoscaler alone scales down (scaleTo: idle ones above its desired count,
+// least recently used first, down to zero after `idle`), and the memory budget evicts idle ones
+// for other functions. The pool itself only recycles a microVM past its maximum age or invocation
+// count and replaces one that died (crash, timeout kill, out of memory): those are about one
+// microVM's health, not about how many there should be, so they cannot fight the autoscaler.
 import type { Logger } from '../core/log.js';
 import type { Clock, Timer } from '../core/clock.js';
 import { FnError } from '../core/errors.js';
+import { MiB, MemoryBudget, type BudgetOwner, type Reservation } from '../core/budget.js';
 import type {
   BootInfo,
   ConsoleRecord,
@@ -60,7 +68,14 @@ export interface PoolOptions {
   initTimeoutMs: number;
   queueWaitMs: number;
   queueLength: number;
+  /** The host's memory budget, shared by every pool; without one, memory is not limited. */
+  budget?: MemoryBudget;
+  /** Recycle a microVM after this age or this many invocations (0: never). */
+  recycle?: { maxAgeMs: number; maxInvocations: number };
 }
+
+/** The settings `fnctl scale` changes on a running pool. */
+export type ScalingSpec = Pick<PoolSpec, 'min' | 'max' | 'standby'>;
 
 /** How one request got its microVM; the gateway turns it into headers. */
 export interface Lease {
@@ -80,13 +95,18 @@ export interface PoolInvokeResult {
 
 interface Entry {
   vm: PoolVm;
+  reservation: Reservation;
   inflight: number;
+  createdAt: number;
   lastUsedAt: number;
   invocations: number;
   maxRssBytes: number;
   /** The first invocation's REPORT line carries the init duration. */
   reportedInit: boolean;
+  /** Takes new requests: false once it exited, was stopped, or is due for recycling. */
   alive: boolean;
+  /** In `entries` or `standbys` (not starting, not stopped). */
+  listed: boolean;
 }
 
 interface Waiter {
@@ -103,7 +123,10 @@ const JSON_LINE = Symbol.for('fnctl.consoleRecord.jsonLine');
 /** Strings that JSON.stringify writes as they are, between quotes. */
 const JSON_SAFE = /^[\w.:@+-]*$/;
 
-export class Pool {
+/** Memory without limit, for pools given no budget. */
+const unlimited = () => new MemoryBudget({ budgetBytes: Number.MAX_SAFE_INTEGER });
+
+export class Pool implements BudgetOwner {
   private readonly entries: Entry[] = [];
   private readonly waiters: Waiter[] = [];
   /** Pre-restored, paused microVMs ready to be handed to a request (x-fn-start: standby). */
@@ -111,8 +134,9 @@ export class Pool {
   private booting = 0;
   private standbyBooting = 0;
   private draining = false;
-  private reapTimer: Timer | undefined;
-  private reapAt = Infinity;
+  private readonly budget: MemoryBudget;
+  /** The last start for a queued request found the memory budget full. */
+  private memoryShort = false;
   private idleListeners: (() => void)[] = [];
   /** Requests in flight or queued, and its integral since the last observe(), for the autoscaler. */
   private loadNow = 0;
@@ -124,10 +148,30 @@ export class Pool {
 
   constructor(private readonly options: PoolOptions) {
     this.loadSince = this.observedSince = options.clock.now();
+    this.budget = options.budget ?? unlimited();
   }
 
   get spec(): PoolSpec {
     return this.options.spec;
+  }
+
+  get functionName(): string {
+    return this.options.spec.functionName;
+  }
+
+  get version(): number {
+    return this.options.spec.version;
+  }
+
+  private get memoryBytes(): number {
+    return this.options.spec.memoryMib * MiB;
+  }
+
+  /** The budget gave memory back while this pool waited: serve the queue first, then min and standby. */
+  memoryFreed(): void {
+    if (this.draining) return;
+    this.pump();
+    this.ensureMin();
   }
 
   /** Run one request on a microVM of this pool. */
@@ -189,44 +233,113 @@ export class Pool {
    * The autoscaler's collector: average concurrency (in flight + queued) since the last call,
    * time-weighted so a burst between two ticks still counts.
    */
-  observe(): { concurrency: number; durationMs: number; lastActivityAt: number | undefined; ready: number } {
+  observe(): { concurrency: number; durationMs: number; lastActivityAt: number | undefined; ready: number; unused: number } {
     const now = this.options.clock.now();
     this.load(0);
     const durationMs = now - this.observedSince;
     const concurrency = durationMs > 0 ? this.loadArea / durationMs : this.loadNow;
     this.loadArea = 0;
     this.observedSince = now;
-    return { concurrency, durationMs, lastActivityAt: this.activitySeen ? this.lastActivityAt : undefined, ready: this.entries.length };
+    // A request in flight or queued is activity now, however long ago it arrived.
+    const lastActivityAt = this.loadNow > 0 ? now : this.activitySeen ? this.lastActivityAt : undefined;
+    let unused = 0;
+    for (const e of this.entries) if (e.inflight === 0 && now - e.lastUsedAt >= this.spec.idleMs) unused++;
+    return { concurrency, durationMs, lastActivityAt, ready: this.entries.length, unused };
   }
 
   /**
-   * The autoscaler's actuator: start microVMs up to `desired`, or stop idle ones above it, least
-   * recently used first (busy ones finish their requests and are left for a later tick).
+   * The autoscaler's actuator, and the only scale-down: start microVMs up to `desired` (with free
+   * memory only: background starts never evict), or stop idle ones above it, least recently used
+   * first (busy ones finish their requests and are left for a later tick). Also recycles idle
+   * microVMs and standbys past their maximum age, and keeps `standby` paused ones.
    */
   scaleTo(desired: number): void {
     if (this.draining) return;
-    this.ensureStandby();
+    this.recycleAged();
     const target = Math.min(this.spec.max, Math.max(this.spec.min, desired));
-    while (this.entries.length + this.booting < target) this.bootFor(undefined);
+    while (this.entries.length + this.booting < target && this.total() < this.spec.max) {
+      const reservation = this.budget.reserve(this, this.memoryBytes, { forRequest: false });
+      if (!reservation) break;
+      this.bootFor(undefined, reservation);
+    }
+    this.trimStandby();
+    this.ensureStandby();
     let excess = this.entries.length + this.booting - target;
     if (excess <= 0) return;
-    const idle = this.entries.filter((e) => e.inflight === 0).sort((a, b) => a.lastUsedAt - b.lastUsedAt);
+    const idle = this.entries.filter((e) => e.alive && e.inflight === 0).sort((a, b) => a.lastUsedAt - b.lastUsedAt);
     for (const e of idle) {
       if (excess-- <= 0) break;
       this.retire(e, 'scaled down');
     }
   }
 
+  /**
+   * `fnctl scale`: new min, max and standby, applied at once. min microVMs are started, standbys
+   * topped up or stopped, idle microVMs above max stopped (busy ones finish first and go at a later
+   * tick), and a higher max lets queued requests start microVMs. Nothing in flight is dropped.
+   */
+  updateScaling(scaling: ScalingSpec): void {
+    const { spec } = this.options;
+    spec.min = scaling.min;
+    spec.max = scaling.max;
+    spec.standby = scaling.standby;
+    if (this.draining) return;
+    this.pump();
+    this.scaleTo(this.entries.length + this.booting);
+  }
+
+  /** Stop a microVM gracefully (in-flight requests finish); it takes no new request. */
   private retire(e: Entry, why: string): void {
     e.alive = false;
-    this.entries.splice(this.entries.indexOf(e), 1);
+    if (!e.listed) return;
+    this.unlist(e);
     this.options.log.debug({ fn: this.spec.functionName, version: this.spec.version, instance: e.vm.id }, `stopping microVM: ${why}`);
     void e.vm.stop();
+  }
+
+  private unlist(e: Entry): void {
+    e.listed = false;
+    const i = this.entries.indexOf(e);
+    if (i >= 0) this.entries.splice(i, 1);
+    const j = this.standbys.indexOf(e);
+    if (j >= 0) this.standbys.splice(j, 1);
+  }
+
+  private recycleDue(e: Entry, now: number): boolean {
+    const r = this.options.recycle;
+    if (!r) return false;
+    return (r.maxInvocations > 0 && e.invocations >= r.maxInvocations) || (r.maxAgeMs > 0 && now - e.createdAt >= r.maxAgeMs);
+  }
+
+  private recycleReason(e: Entry): string {
+    const r = this.options.recycle!;
+    return r.maxInvocations > 0 && e.invocations >= r.maxInvocations
+      ? `recycled after ${e.invocations} invocations`
+      : `recycled at ${Math.round((this.options.clock.now() - e.createdAt) / 1000)} s of age`;
+  }
+
+  /** Idle microVMs and standbys past their maximum age are stopped; min and standby are kept. */
+  private recycleAged(): void {
+    if (!this.options.recycle) return;
+    const now = this.options.clock.now();
+    for (const e of [...this.entries, ...this.standbys]) {
+      if (e.inflight === 0 && this.recycleDue(e, now)) this.retire(e, this.recycleReason(e));
+    }
+  }
+
+  /** Stop standbys beyond `standby`, or beyond `max` with the active ones, oldest first. */
+  private trimStandby(): void {
+    while (this.standbys.length > 0 && (this.standbys.length > this.spec.standby || this.total() > this.spec.max)) {
+      this.retire(this.standbys[0]!, 'standby no longer wanted');
+    }
   }
 
   private acquire(): Promise<{ entry: Entry; lease: Lease }> {
     if (this.draining) {
       return Promise.reject(new FnError('UNAVAILABLE', `${this.label} is being replaced; retry`));
+    }
+    if (!this.budget.fits(this.memoryBytes)) {
+      return Promise.reject(new FnError('UNAVAILABLE', `${this.label} needs ${this.spec.memoryMib} MiB per microVM, more than the host's memory budget of ${this.budgetMib} MiB`));
     }
     // invoke() has already taken a free microVM when one was there and nobody was queued.
     const { queueLength, queueWaitMs, clock } = this.options;
@@ -244,7 +357,9 @@ export class Pool {
         const i = this.waiters.indexOf(waiter);
         if (i < 0) return;
         this.waiters.splice(i, 1);
-        reject(this.throttled(`no microVM was free within ${queueWaitMs} ms`));
+        if (this.waiters.length === 0) this.budget.withdraw(this);
+        const why = `no microVM was free within ${queueWaitMs} ms`;
+        reject(this.memoryShort && this.canBoot() ? this.throttledByMemory(why) : this.throttled(why));
       }, queueWaitMs);
       this.waiters.push(waiter);
       this.pump();
@@ -257,8 +372,20 @@ export class Pool {
     });
   }
 
+  private throttledByMemory(why: string): FnError {
+    return new FnError(
+      'THROTTLED',
+      `${this.label}: ${why}, and the host's memory budget of ${this.budgetMib} MiB has no room for another ${this.spec.memoryMib} MiB microVM (nothing idle to evict)`,
+      { details: { retryAfterSeconds: 1 } },
+    );
+  }
+
   private get label(): string {
     return `function ${this.spec.functionName} version ${this.spec.version}`;
+  }
+
+  private get budgetMib(): number {
+    return Math.floor(this.budget.budgetBytes / MiB);
   }
 
   private canBoot(): boolean {
@@ -269,7 +396,7 @@ export class Pool {
     return this.entries.length + this.booting + this.standbys.length + this.standbyBooting;
   }
 
-  /** The most recently used microVM with room, so that the others go idle and can be reaped. */
+  /** The most recently used microVM with room, so that the others go idle and can be scaled down. */
   private findFree(): Entry | undefined {
     let best: Entry | undefined;
     for (const e of this.entries) {
@@ -296,17 +423,23 @@ export class Pool {
         continue;
       }
       if (!this.canBoot()) break;
+      // A start for a queued request may evict idle microVMs of other functions to make room.
+      const want = Math.min(Math.ceil(this.waiters.length / this.spec.concurrency), this.spec.max - this.total());
+      const reservation = this.budget.reserve(this, this.memoryBytes, { forRequest: true, want });
+      this.memoryShort = !reservation;
+      if (!reservation) break;
       const waiter = this.waiters.shift()!;
       waiter.timer?.cancel();
-      this.bootFor(waiter);
+      this.bootFor(waiter, reservation);
     }
+    if (this.waiters.length === 0) this.budget.withdraw(this);
     if (this.draining) this.checkDrained();
   }
 
-  private bootFor(waiter: Waiter | undefined): void {
+  private bootFor(waiter: Waiter | undefined, reservation: Reservation): void {
     this.booting++;
     const started = this.options.clock.monotonic();
-    this.boot(waiter !== undefined).then(
+    this.boot(reservation, waiter !== undefined).then(
       (entry) => {
         this.booting--;
         if (waiter) {
@@ -319,7 +452,6 @@ export class Pool {
           });
         }
         this.pump();
-        if (!waiter) this.armReaper();
       },
       (err: unknown) => {
         this.booting--;
@@ -330,8 +462,12 @@ export class Pool {
     );
   }
 
-  /** Start a microVM; a reserved one is already counted busy for the request that started it. */
-  private async boot(reserved: boolean, standby = false): Promise<Entry> {
+  /**
+   * Start a microVM on memory already reserved for it; a claimed one is already counted busy for
+   * the request that started it. Its reservation is released when it exits, or here if it never
+   * started.
+   */
+  private async boot(reservation: Reservation, claimed: boolean, standby = false): Promise<Entry> {
     const { spec, clock } = this.options;
     const config: MicroVmConfig = {
       id: `vm-${spec.functionName}-${spec.version}-${(++vmSeq).toString(36)}${Math.random().toString(36).slice(2, 6)}`,
@@ -346,28 +482,42 @@ export class Pool {
       initTimeoutMs: this.options.initTimeoutMs,
       concurrency: spec.concurrency,
     };
-    const vm = await this.options.factory(config);
+    let vm: PoolVm;
+    try {
+      vm = await this.options.factory(config);
+    } catch (err) {
+      this.budget.release(reservation);
+      throw err;
+    }
+    const now = clock.now();
     const entry: Entry = {
       vm,
+      reservation,
       // Claimed before it becomes visible to findFree(), so no queued request can take it first.
-      inflight: reserved ? 1 : 0,
-      lastUsedAt: clock.now(),
+      inflight: claimed ? 1 : 0,
+      createdAt: now,
+      lastUsedAt: now,
       invocations: 0,
       maxRssBytes: 0,
       reportedInit: false,
       alive: true,
+      listed: !standby,
     };
     vm.onExit(() => this.forget(entry));
+    this.budget.attach(reservation, {
+      instance: vm.id,
+      evictable: () => entry.alive && entry.listed && entry.inflight === 0,
+      evict: (why) => this.retire(entry, why),
+    });
     if (!standby) this.entries.push(entry);
     return entry;
   }
 
+  /** The microVM exited, for whatever reason: its memory goes back, and a dead one is replaced. */
   private forget(entry: Entry): void {
     entry.alive = false;
-    const i = this.entries.indexOf(entry);
-    if (i >= 0) this.entries.splice(i, 1);
-    const j = this.standbys.indexOf(entry);
-    if (j >= 0) this.standbys.splice(j, 1);
+    this.unlist(entry);
+    this.budget.release(entry.reservation);
     this.ensureMin();
     this.pump();
   }
@@ -375,11 +525,19 @@ export class Pool {
   private release(entry: Entry): void {
     entry.inflight--;
     entry.invocations++;
-    entry.lastUsedAt = this.options.clock.now();
+    const now = (entry.lastUsedAt = this.options.clock.now());
+    // Due for recycling: no new request; stopped once the ones in flight are done.
+    if (entry.alive && this.recycleDue(entry, now)) entry.alive = false;
     if (this.waiters.length > 0) this.pump();
+    // After the queue had its turn: if it is idle still, another function's request may evict it.
+    this.budget.touch(entry.reservation);
     if (entry.inflight === 0) {
       if (this.draining) this.checkDrained();
-      else this.armReaper();
+      else if (!entry.alive && entry.listed) {
+        this.retire(entry, this.recycleReason(entry));
+        this.ensureMin();
+        this.pump();
+      }
     }
   }
 
@@ -424,35 +582,49 @@ export class Pool {
     this.options.sink.record(record);
   }
 
-  /** Keep `min` microVMs running and `standby` paused ones ready. */
+  /** Keep `min` microVMs running and `standby` paused ones ready, with free memory only. */
   ensureMin(): void {
-    while (!this.draining && this.entries.length + this.booting < this.spec.min) this.bootFor(undefined);
+    while (!this.draining && this.entries.length + this.booting < this.spec.min) {
+      const reservation = this.budget.reserve(this, this.memoryBytes, { forRequest: false });
+      if (!reservation) return;
+      this.bootFor(undefined, reservation);
+    }
     this.ensureStandby();
   }
 
   /** Restore microVMs and pause them until `standby` are ready (within `max`). */
   private ensureStandby(): void {
     while (!this.draining && this.standbys.length + this.standbyBooting < this.spec.standby && this.total() < this.spec.max) {
+      const reservation = this.budget.reserve(this, this.memoryBytes, { forRequest: false });
+      if (!reservation) return;
       this.standbyBooting++;
-      this.boot(false, true)
-        .then(async (entry) => {
-          if (!entry.vm.pause) {
-            this.options.log.warn({ fn: this.spec.functionName }, 'microVMs of this kind cannot be paused: no standby');
-            await entry.vm.stop();
-            return;
-          }
-          await entry.vm.pause();
-          if (this.draining || !entry.alive) {
-            await entry.vm.stop();
-            return;
-          }
-          this.standbys.push(entry);
-          this.pump();
-        })
-        .catch((err: unknown) => this.options.log.warn({ fn: this.spec.functionName, err }, 'standby microVM failed to start'))
-        .finally(() => {
-          this.standbyBooting--;
-        });
+      void this.startStandby(reservation).finally(() => {
+        this.standbyBooting--;
+      });
+    }
+  }
+
+  private async startStandby(reservation: Reservation): Promise<void> {
+    let entry: Entry | undefined;
+    try {
+      entry = await this.boot(reservation, false, true);
+      if (!entry.vm.pause) {
+        this.options.log.warn({ fn: this.spec.functionName }, 'microVMs of this kind cannot be paused: no standby');
+        await entry.vm.stop();
+        return;
+      }
+      await entry.vm.pause();
+      if (this.draining || !entry.alive) {
+        await entry.vm.stop();
+        return;
+      }
+      entry.listed = true;
+      this.standbys.push(entry);
+      this.pump();
+    } catch (err) {
+      this.options.log.warn({ fn: this.spec.functionName, err }, 'standby microVM failed to start');
+      // Booted but could not be paused: stop it, so its memory comes back.
+      if (entry) void entry.vm.stop();
     }
   }
 
@@ -477,41 +649,9 @@ export class Pool {
     );
   }
 
-  private armReaper(): void {
-    const { clock, spec } = this.options;
-    if (this.entries.length <= spec.min) return;
-    let earliest = Infinity;
-    for (const e of this.entries) if (e.inflight === 0 && e.lastUsedAt < earliest) earliest = e.lastUsedAt;
-    if (earliest === Infinity) return;
-    const at = earliest + spec.idleMs;
-    if (this.reapTimer && this.reapAt <= at) return;
-    this.reapTimer?.cancel();
-    this.reapAt = at;
-    this.reapTimer = clock.setTimeout(() => this.reap(), Math.max(0, at - clock.now()));
-  }
-
-  /** Stop microVMs idle for `idle`, least recently used first, down to `min`. */
-  private reap(): void {
-    this.reapTimer = undefined;
-    this.reapAt = Infinity;
-    const { clock, spec } = this.options;
-    const now = clock.now();
-    const idle = this.entries
-      .filter((e) => e.inflight === 0 && now - e.lastUsedAt >= spec.idleMs)
-      .sort((a, b) => a.lastUsedAt - b.lastUsedAt);
-    let excess = this.entries.length - spec.min;
-    for (const e of idle) {
-      if (excess <= 0) break;
-      excess--;
-      this.retire(e, `idle for ${Math.round(spec.idleMs / 1000)} s`);
-    }
-    this.armReaper();
-  }
-
   /** Stop taking requests, let what is queued and in flight finish, then stop every microVM. */
   drain(graceMs: number): Promise<void> {
     this.draining = true;
-    this.reapTimer?.cancel();
     return new Promise<void>((resolve) => {
       const timer = this.options.clock.setTimeout(() => finish(), graceMs);
       const finish = () => {
@@ -521,8 +661,12 @@ export class Pool {
           w.timer?.cancel();
           w.reject(new FnError('UNAVAILABLE', `${this.label} was stopped before a microVM was free`));
         }
+        this.budget.forget(this);
         const entries = [...this.entries.splice(0), ...this.standbys.splice(0)];
-        for (const e of entries) e.alive = false;
+        for (const e of entries) {
+          e.alive = false;
+          e.listed = false;
+        }
         void Promise.all(entries.map((e) => e.vm.stop(Math.max(0, graceMs)))).then(() => resolve());
       };
       this.idleListeners.push(finish);
@@ -542,10 +686,11 @@ export class Pool {
     return [...this.entries, ...this.standbys].map((e) => e.vm.info());
   }
 
-  counts(): { starting: number; idle: number; busy: number; queued: number } {
+  /** microVMs by state (standbys being restored count as starting, paused ones as paused). */
+  counts(): { starting: number; idle: number; busy: number; paused: number; queued: number } {
     let idle = 0;
     let busy = 0;
     for (const e of this.entries) (e.inflight > 0 ? busy++ : idle++);
-    return { starting: this.booting, idle, busy, queued: this.waiters.length };
+    return { starting: this.booting + this.standbyBooting, idle, busy, paused: this.standbys.length, queued: this.waiters.length };
   }
 }

@@ -112,6 +112,21 @@ describe('decide', () => {
     expect(withMin.ready).toBe(2);
   });
 
+  it('treats microVMs unused for `idle` as surplus (what reaping was), but not in panic', () => {
+    const input = { settings: { ...settings, concurrency: 1, idleMs: 10_000 }, stableConcurrency: 3.5, panicConcurrency: 1, ready: 5, lastActivityAt: 1000, state: calm };
+    // The stable window still remembers 3.5 concurrent (5 microVMs), but 3 of 5 served nothing for 10 s.
+    const d = decide({ ...input, unused: 3 }, 1000, config);
+    expect(d.desired).toBe(2);
+    expect(d.reason).toMatch(/3 microVMs unused for 10 s: scale to 2/);
+    expect(decide({ ...input, unused: 0 }, 1000, config).desired).toBe(5);
+    // Never below min.
+    expect(decide({ ...input, settings: { ...input.settings, min: 4 }, unused: 3 }, 1000, config).desired).toBe(4);
+    // In panic nothing scales down.
+    const panic = decide({ ...input, panicConcurrency: 20, unused: 3 }, 1000, config);
+    expect(panic.reason).toMatch(/^panic/);
+    expect(panic.desired).toBeGreaterThanOrEqual(5);
+  });
+
   it('never goes above max or below min', () => {
     const sim = new Sim({ ...settings, min: 3, max: 4 });
     expect(sim.run(1000, 30).desired).toBe(4);

@@ -1,13 +1,14 @@
 // The pool's rules with a fake clock and small honest microVM doubles: reuse, max, the bounded
-// queue and its wait limit, throttling, idle reaping down to min, crash handling, drain.
+// queue and its wait limit, throttling, scale-down through scaleTo only, recycling, crash
+// handling, live scaling, drain.
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../core/clock.js';
 import { silentLogger } from '../../core/log.js';
-import { Pool, type PoolSpec } from '../../microvm/pool.js';
+import { Pool, type PoolOptions, type PoolSpec } from '../../microvm/pool.js';
 import type { ConsoleRecord, InvokeRequest, MicroVmConfig } from '../../microvm/types.js';
 import { FakeVm } from '../helpers/fake-vm.js';
 
-function setup(spec: Partial<PoolSpec> = {}, options: { queueLength?: number; queueWaitMs?: number } = {}) {
+function setup(spec: Partial<PoolSpec> = {}, options: { queueLength?: number; queueWaitMs?: number; recycle?: PoolOptions['recycle'] } = {}) {
   const clock = new FakeClock(1_000_000);
   const vms: FakeVm[] = [];
   const records: ConsoleRecord[] = [];
@@ -26,6 +27,7 @@ function setup(spec: Partial<PoolSpec> = {}, options: { queueLength?: number; qu
     initTimeoutMs: 1000,
     queueWaitMs: options.queueWaitMs ?? 500,
     queueLength: options.queueLength ?? 10,
+    ...(options.recycle ? { recycle: options.recycle } : {}),
   });
   return { pool, clock, vms, records, holdBoots: (p: Promise<void>) => (bootGate = p) };
 }
@@ -112,7 +114,7 @@ describe('Pool', () => {
     await Promise.all([first, ...more]);
   });
 
-  it('reaps microVMs idle for `idle`, least recently used first, down to min', async () => {
+  it('never stops an idle microVM on its own: scale-down is the autoscaler\'s (scaleTo), LRU first, down to min', async () => {
     const { pool, vms, clock } = setup({ max: 3, min: 1, idleMs: 60_000 });
     const calls = [0, 1, 2].map((n) => pool.invoke(req(n)));
     await flush();
@@ -125,13 +127,67 @@ describe('Pool', () => {
     clock.advance(10_000);
     vms[1]!.finish();
     await Promise.all(calls);
-    clock.advance(40_000); // vm 2 idle for 60 s
+    clock.advance(600_000); // far past `idle`: nothing in the pool stops them
+    expect(vms.map((v) => v.stopped)).toEqual([false, false, false]);
+    pool.scaleTo(2); // vm 2 is the least recently used
     expect(vms.map((v) => v.stopped)).toEqual([false, false, true]);
-    clock.advance(10_000); // vm 0 idle for 60 s
-    expect(vms.map((v) => v.stopped)).toEqual([true, false, true]);
-    clock.advance(60_000); // min 1 keeps vm 1
+    pool.scaleTo(0); // min 1 keeps vm 1, the most recently used
     expect(vms.map((v) => v.stopped)).toEqual([true, false, true]);
     expect(pool.instances()).toHaveLength(1);
+  });
+
+  it('scaleTo leaves busy microVMs to finish their requests', async () => {
+    const { pool, vms } = setup({ max: 3 });
+    const calls = [0, 1].map((n) => pool.invoke(req(n)));
+    await flush();
+    vms[0]!.finish();
+    await flush();
+    pool.scaleTo(0);
+    expect(vms.map((v) => v.stopped)).toEqual([true, false]);
+    vms[1]!.finish();
+    await Promise.all(calls);
+    pool.scaleTo(0);
+    expect(vms.map((v) => v.stopped)).toEqual([true, true]);
+  });
+
+  it('recycles a microVM after its maximum number of invocations, once its requests are done', async () => {
+    const { pool, vms } = setup({ max: 3 }, { recycle: { maxAgeMs: 0, maxInvocations: 2 } });
+    for (let n = 0; n < 2; n++) {
+      const call = pool.invoke(req(n));
+      await flush();
+      vms[0]!.finish();
+      await call;
+    }
+    expect(vms[0]!.stopped).toBe(true);
+    const next = pool.invoke(req(3));
+    await flush();
+    expect(vms).toHaveLength(2);
+    vms[1]!.finish();
+    expect((await next).lease.start).toBe('cold');
+  });
+
+  it('recycles idle microVMs and standbys past their maximum age at the next tick; min and standby are kept', async () => {
+    const { pool, vms, clock } = setup({ min: 1, standby: 1 }, { recycle: { maxAgeMs: 3_600_000, maxInvocations: 0 } });
+    pool.ensureMin();
+    await flush();
+    expect(vms).toHaveLength(2);
+    clock.advance(3_600_000);
+    pool.scaleTo(0);
+    await flush();
+    expect(vms.slice(0, 2).map((v) => v.stopped)).toEqual([true, true]);
+    expect(vms).toHaveLength(4);
+    expect(pool.counts()).toMatchObject({ idle: 1, paused: 1 });
+  });
+
+  it('updateScaling applies min, max and standby at once', async () => {
+    const { pool, vms } = setup({ max: 3 });
+    pool.updateScaling({ min: 2, max: 3, standby: 1 });
+    await flush();
+    expect(pool.counts()).toMatchObject({ idle: 2, paused: 1 });
+    pool.updateScaling({ min: 0, max: 1, standby: 0 });
+    await flush();
+    expect(pool.counts()).toMatchObject({ idle: 1, paused: 0 });
+    expect(vms.filter((v) => !v.stopped)).toHaveLength(1);
   });
 
   it('drops a crashed microVM and boots a new one for the next request', async () => {

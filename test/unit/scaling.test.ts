@@ -60,4 +60,25 @@ describe('ScaleLoop', () => {
     expect(lines.some((l) => l.msg === 'autoscaler: leaving panic mode')).toBe(true);
     expect(pool.instances()).toHaveLength(0);
   });
+
+  it('stops a microVM unused for `idle` while another keeps serving: the autoscaler, not the pool', async () => {
+    const { clock, vms, pool, loop } = setup();
+    const calls = [0, 1].map((n) => pool.invoke(req(n)));
+    await flush();
+    for (const vm of vms) vm.finish();
+    await Promise.all(calls);
+    // One request at a time for 40 s: the most recently used microVM serves them all.
+    for (let t = 0; t < 20; t++) {
+      const call = pool.invoke(req(100 + t));
+      await flush();
+      const busy = vms.find((v) => v.pending.length > 0)!;
+      clock.advance(1000);
+      busy.finish();
+      await call;
+      clock.advance(1000);
+      loop.tick();
+    }
+    expect(vms.filter((v) => !v.stopped)).toHaveLength(1);
+    expect(pool.instances()).toHaveLength(1);
+  });
 });
