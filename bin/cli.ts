@@ -70,7 +70,9 @@ program
   .addOption(new Option('--examples', 'deploy the example functions at start').hideHelp())
   .addOption(new Option('--log-level <level>', 'platform log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
   .addOption(new Option('--isolation <mode>', 'jail microVMs (auto: the strongest this machine offers, see fnctl doctor)').choices(['auto', 'none']).default('auto'))
-  .action(async (opts: { port: number; host: string; examples?: boolean; logLevel?: string; isolation: 'auto' | 'none' }, cmd: Command) => {
+  .option('--overcommit <ratio>', "memory budget = the machine's memory × this ratio (default 1.0)", numeric)
+  .option('--memory-budget <MiB>', 'memory budget in MiB, instead of the machine\'s memory × overcommit', numeric)
+  .action(async (opts: { port: number; host: string; examples?: boolean; logLevel?: string; isolation: 'auto' | 'none'; overcommit?: number | string; memoryBudget?: number | string }, cmd: Command) => {
     await up({ ...opts, data: globals(cmd).data ?? '.fnctl' });
   });
 
@@ -212,7 +214,7 @@ targetOptions(program.command('ls'))
           String(f.settings.concurrency),
           `${f.settings.min}-${f.settings.max}`,
           f.snapshot.status,
-          `${f.instances.idle} idle, ${f.instances.busy} busy${f.instances.starting ? `, ${f.instances.starting} starting` : ''}`,
+          describeInstances(f.instances),
           f.url,
         ]),
       );
@@ -225,9 +227,33 @@ interface ListedFunction {
   style: string;
   settings: Settings;
   snapshot: { status: string };
-  instances: { idle: number; busy: number; starting: number };
+  instances: { idle: number; busy: number; starting: number; paused?: number };
   url: string;
 }
+
+/** "2 idle, 1 busy, 1 paused, 1 starting": the states with microVMs (idle and busy always). */
+function describeInstances(i: ListedFunction['instances']): string {
+  return `${i.idle} idle, ${i.busy} busy${i.paused ? `, ${i.paused} paused` : ''}${i.starting ? `, ${i.starting} starting` : ''}`;
+}
+
+targetOptions(program.command('scale'))
+  .description('change how many microVMs a function keeps (min, max, standby) live, without a deploy')
+  .argument('<name>')
+  .option('--min <n>', 'microVMs kept running', numeric)
+  .option('--max <n>', 'microVMs at most', numeric)
+  .option('--standby <n>', 'pre-restored paused microVMs kept ready', numeric)
+  .option('--json', 'print the result as JSON')
+  .action(async (name: string, opts: { min?: number | string; max?: number | string; standby?: number | string; json?: boolean }, cmd: Command) => {
+    validateName(name);
+    const change: Record<string, number | string> = {};
+    for (const key of ['min', 'max', 'standby'] as const) if (opts[key] !== undefined) change[key] = opts[key];
+    if (Object.keys(change).length === 0) throw new CliError('nothing to change: pass --min, --max or --standby');
+    const result = await api<{ version: number; scaling: { min: number; max: number; standby: number }; instances: ListedFunction['instances']; warning?: string }>(
+      findTarget(globals(cmd)), 'PATCH', `/api/functions/${encodeURIComponent(name)}/scaling`, change);
+    const { min, max, standby } = result.scaling;
+    if (result.warning) process.stderr.write(`fnctl: warning: ${result.warning}\n`);
+    print(Boolean(opts.json), result, () => console.log(`${name} version ${result.version}: min ${min}, max ${max}, standby ${standby} (microVMs now: ${describeInstances(result.instances)})`));
+  });
 
 targetOptions(program.command('rm'))
   .description('remove a function and all its versions')
