@@ -28,8 +28,17 @@ export function progressDisplay(stream: NodeJS.WriteStream = process.stdout): Pr
     cliProgress.Presets.shades_classic,
   );
   bar.start(1000, 0, { phase: 'starting', figures: '' });
+  // Ctrl-C: give the terminal its cursor back before leaving.
+  const interrupted = () => {
+    bar.stop();
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupted);
   return {
     onProgress: (p) => bar.update(Math.round(p.fraction * 1000), { phase: p.phase, figures: liveFigures(p) }),
-    stop: () => bar.stop(),
+    stop: () => {
+      process.off('SIGINT', interrupted);
+      bar.stop();
+    },
   };
 }

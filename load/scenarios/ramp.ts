@@ -26,7 +26,7 @@ export async function ramp(env: ScenarioEnv, opts: RampOptions): Promise<LoadRep
   await stopInstances(env.platform, opts.fn);
   return Session.run(env, 'ramp', [opts.fn], opts.durationS * 1000, async (session) => {
     for (const [i, connections] of steps.entries()) {
-      session.setPhase(`step ${i + 1}/${steps.length}: ${connections} connections`);
+      session.setPhase(`step ${i + 1}/${steps.length}: ${connections} connection${connections === 1 ? '' : 's'}`);
       session.connections = connections;
       await drive({ url: `${env.platform.url}/fn/${opts.fn}`, target: opts.fn, connections, durationS: stepS, recorder: session.recorder });
     }
