@@ -92,10 +92,6 @@ function restoreMain(found: Exclude<Found, { style: 'none' }>): void {
   installFatalHandlers();
   // READY reports the restore phase as the init time; the build's init time is in the snapshot's metadata.
   const go = (): void => {
-    // Request/Response load undici (~20 ms), which node 20 cannot put in a snapshot (it needs
-    // node:http and WebAssembly). Load it before READY: a standby microVM then has it when its
-    // first request comes; an on-demand restore pays the same either way.
-    if (found.style === 'fetch') void globalThis.Response;
     serve(found, () => performance.now() - restoreStart, true);
   };
   const hooks = afterRestore();

@@ -19,8 +19,13 @@
 //
 // Node defines Request and Response as lazy getters that load undici on first use, and undici
 // cannot load while `node --build-snapshot` runs init. So installWebGlobals() only puts lazy
-// getters of its own in their place: nothing is loaded until a handler or the function's code uses
-// them, and the getters survive into a snapshot and work after its restore.
+// getters of its own in their place, and the getters survive into a snapshot and work after its
+// restore. Loading undici costs ~20 ms, the most of a restored microVM's first request, so the
+// classes themselves wait for it too: FnRequest and FnResponse start as classes of their own, with
+// stand-ins for the standard members the light classes lack, and are linked onto undici's
+// prototypes (linkRequest, linkResponse) only when something needs the real thing: a member only
+// the real object has, a subclass, a body that is not text or bytes, fetch(). A handler that reads
+// the URL and returns `new Response(text)` never loads undici.
 import type { FlatHeaders } from '../../core/protocol.js';
 
 type RequestCtor = typeof globalThis.Request;
@@ -116,6 +121,97 @@ function delegateRest(lightProto: object, realProto: object, real: (self: never)
   }
 }
 
+/** The Fetch standard's body methods; every other standard member of Request and Response is a getter. */
+const BODY_METHODS = new Set(['arrayBuffer', 'blob', 'bytes', 'clone', 'formData', 'json', 'text']);
+const REQUEST_MEMBERS = [
+  ...BODY_METHODS, 'method', 'url', 'headers', 'destination', 'referrer', 'referrerPolicy', 'mode', 'credentials', 'cache',
+  'redirect', 'integrity', 'keepalive', 'isReloadNavigation', 'isHistoryNavigation', 'signal', 'body', 'bodyUsed', 'duplex',
+];
+const RESPONSE_MEMBERS = [...BODY_METHODS, 'type', 'url', 'redirected', 'status', 'ok', 'statusText', 'headers', 'body', 'bodyUsed'];
+
+/**
+ * Until undici is loaded: on the Fn class's prototype, a stand-in for every standard member that
+ * the light class does not have, which links the classes (loading undici) and asks again.
+ * Returns the keys it defined, for unlink.
+ */
+function standIns(fnProto: object, lightProto: object, members: readonly string[], name: string, link: () => void): PropertyKey[] {
+  const defined: PropertyKey[] = [Symbol.toStringTag];
+  Object.defineProperty(fnProto, Symbol.toStringTag, { value: name, configurable: true });
+  for (const key of members) {
+    if (Object.prototype.hasOwnProperty.call(lightProto, key)) continue;
+    defined.push(key);
+    if (BODY_METHODS.has(key)) {
+      Object.defineProperty(fnProto, key, {
+        configurable: true,
+        writable: true,
+        value: function (this: Record<string, (...a: unknown[]) => unknown>, ...args: unknown[]) {
+          link();
+          return this[key]!(...args);
+        },
+      });
+    } else {
+      Object.defineProperty(fnProto, key, {
+        configurable: true,
+        get(this: Record<string, unknown>) {
+          link();
+          return this[key];
+        },
+      });
+    }
+  }
+  return defined;
+}
+
+interface Link<C> {
+  /** The native class, Fn linked onto it first (loads undici). */
+  native(): C;
+  /** Whether `value` is a real instance; false, without loading undici, while nothing can have made one. */
+  isReal(value: unknown): boolean;
+  /** Set Fn (a class of its own until the link) up with its stand-ins. */
+  init(Fn: object & { prototype: object }, lightProto: object, members: readonly string[], name: string): void;
+}
+
+/**
+ * How a Fn class gets linked: once, on first need, Fn goes onto Native's chains in place of the
+ * stand-ins, and what the light class lacks is delegated to its real object.
+ */
+function linker<C extends object & { prototype: object }>(load: () => C, real: (self: never) => object): Link<C> {
+  let Native: C | undefined;
+  let fn: (object & { prototype: object }) | undefined;
+  let light: object | undefined;
+  let defined: PropertyKey[] = [];
+  const link: Link<C> = {
+    native() {
+      if (Native) return Native;
+      Native = load();
+      undiciUsed = true;
+      for (const key of defined) delete (fn!.prototype as Record<PropertyKey, unknown>)[key];
+      Object.setPrototypeOf(fn!.prototype, Native.prototype);
+      Object.setPrototypeOf(fn!, Native);
+      delegateRest(light!, Native.prototype, real);
+      return Native;
+    },
+    isReal(value) {
+      return (Native !== undefined || undiciUsed) && value instanceof (link.native() as unknown as new () => object);
+    },
+    init(Fn, lightProto, members, name) {
+      fn = Fn;
+      light = lightProto;
+      Object.setPrototypeOf(lightProto, Fn.prototype);
+      Object.defineProperty(lightProto, 'constructor', { value: Fn, writable: true, configurable: true, enumerable: false });
+      Object.defineProperty(Fn, 'name', { value: name });
+      defined = standIns(Fn.prototype, lightProto, members, name, () => link.native());
+    },
+  };
+  return link;
+}
+
+/**
+ * Set once anything may have made a real Request or Response: our classes were linked, or fetch()
+ * ran (it makes real Responses itself). Until then, no object but a light one is an instance.
+ */
+let undiciUsed = false;
+
 // ---------------------------------------------------------------------------------------------
 // Request
 
@@ -129,8 +225,9 @@ export interface LightRequestInit {
 }
 
 interface RequestClasses {
-  Native: RequestCtor;
   Fn: RequestCtor;
+  /** The real Request class, linked on first call (loads undici). */
+  native(): RequestCtor;
 }
 
 let requestClasses: RequestClasses | undefined;
@@ -162,7 +259,7 @@ export class LightRequest {
     const init: RequestInit = { method: self.#method, headers: self.headers };
     if (self.#signal) init.signal = self.#signal;
     if (self.#body !== null) init.body = self.#body as Uint8Array<ArrayBuffer>;
-    const real = new (loadRequestClasses().Native)(self.#url, init);
+    const real = new (loadRequestClasses().native())(self.#url, init);
     // A body already read through the light object is used in the real one too.
     if (self.#used) void real.arrayBuffer().catch(() => undefined);
     self.#headers!.link(real.headers);
@@ -244,22 +341,21 @@ export class LightRequest {
 
 function loadRequestClasses(): RequestClasses {
   if (requestClasses) return requestClasses;
-  const Native = nativeRequest!();
-  class FnRequest extends Native {
+  const link = linker(() => nativeRequest!(), (self: LightRequest) => LightRequest.real(self));
+  class FnRequest {
     // `x instanceof Request` for every real Request too (from clone(), other code), not only ours.
-    static override [Symbol.hasInstance](value: unknown): boolean {
-      return this === FnRequest ? value instanceof Native : Function.prototype[Symbol.hasInstance].call(this, value);
+    static [Symbol.hasInstance](value: unknown): boolean {
+      if (this !== FnRequest) return Function.prototype[Symbol.hasInstance].call(this, value);
+      return LightRequest.isLight(value) || link.isReal(value);
     }
-    constructor(input: RequestInfo | URL, init?: RequestInit) {
-      super(LightRequest.isLight(input) ? LightRequest.real(input) : input, init);
+    constructor(...args: ConstructorParameters<RequestCtor>) {
+      if (args.length > 0 && LightRequest.isLight(args[0])) args[0] = LightRequest.real(args[0]);
+      return Reflect.construct(link.native(), args, new.target) as FnRequest;
     }
   }
-  Object.defineProperty(FnRequest, 'name', { value: 'Request' });
-  const proto = LightRequest.prototype;
-  Object.setPrototypeOf(proto, FnRequest.prototype);
-  Object.defineProperty(proto, 'constructor', { value: FnRequest, writable: true, configurable: true, enumerable: false });
-  delegateRest(proto, Native.prototype, (self: LightRequest) => LightRequest.real(self));
-  requestClasses = { Native, Fn: FnRequest as unknown as RequestCtor };
+  Object.defineProperty(FnRequest, 'length', { value: 1 });
+  link.init(FnRequest, LightRequest.prototype, REQUEST_MEMBERS, 'Request');
+  requestClasses = { Fn: FnRequest as unknown as RequestCtor, native: link.native };
   return requestClasses;
 }
 
@@ -284,10 +380,11 @@ export function makeRequest(init: LightRequestInit): Request {
 type LightBody = string | Uint8Array | null;
 
 interface ResponseClasses {
-  Native: ResponseCtor;
   Fn: ResponseCtor;
-  /** The symbol under which undici keeps a Response's state, for reading its body source. */
-  state: symbol | null;
+  /** The real Response class, linked on first call (loads undici). */
+  native(): ResponseCtor;
+  /** The symbol under which undici keeps a Response's state, for reading its body source (loads undici). */
+  state(): symbol | null;
 }
 
 let responseClasses: ResponseClasses | undefined;
@@ -318,7 +415,7 @@ export class LightResponse {
 
   static real(self: LightResponse): Response {
     if (self.#real) return self.#real;
-    const real = new (loadResponseClasses().Native)(self.#body as BodyInit | null, {
+    const real = new (loadResponseClasses().native())(self.#body as BodyInit | null, {
       status: self.#status,
       statusText: self.#statusText,
       headers: self.#headers ?? pairs(self.#flat!),
@@ -428,6 +525,13 @@ function simpleHeaders(init: unknown, contentType: string | undefined): FlatHead
   return flat;
 }
 
+function isPlainOrNone(value: unknown): boolean {
+  if (value === undefined || value === null) return true;
+  if (typeof value !== 'object') return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
 /** Whether `flat` has header `name`, in any case. */
 function hasName(flat: FlatHeaders, name: string): boolean {
   for (let i = 0; i < flat.length; i += 2) {
@@ -495,7 +599,8 @@ function simpleInit(init: unknown, hasBody: boolean, contentType: string | undef
     }
   }
   if (hasBody && NULL_BODY_STATUS.has(status)) return undefined;
-  if (headersInit instanceof globalThis.Headers) {
+  // Plain objects first: asking `instanceof Headers` loads undici.
+  if (!isPlainOrNone(headersInit) && headersInit instanceof globalThis.Headers) {
     // Copied the way real Response copies it; then the body's content type, as it does.
     const headers = linkedHeaders(undefined, headersInit);
     if (contentType !== undefined && !headers.has('content-type')) headers.append('content-type', contentType);
@@ -523,37 +628,45 @@ function lightResponse(body: unknown, init: unknown): LightResponse | undefined 
 
 function loadResponseClasses(): ResponseClasses {
   if (responseClasses) return responseClasses;
-  const Native = nativeResponse!();
-  class FnResponse extends Native {
-    static override [Symbol.hasInstance](value: unknown): boolean {
-      return this === FnResponse ? value instanceof Native : Function.prototype[Symbol.hasInstance].call(this, value);
+  const link = linker(() => nativeResponse!(), (self: LightResponse) => LightResponse.real(self));
+  let state: symbol | null | undefined;
+  class FnResponse {
+    static [Symbol.hasInstance](value: unknown): boolean {
+      if (this !== FnResponse) return Function.prototype[Symbol.hasInstance].call(this, value);
+      return LightResponse.isLight(value) || link.isReal(value);
     }
-    static override json(data: unknown, init?: ResponseInit): Response {
+    static json(data: unknown, init?: ResponseInit): Response {
       // As real Response.json: init first, then the data; real Response.json throws what is wrong.
       const i = this === FnResponse ? simpleInit(init, true, APPLICATION_JSON) : undefined;
       if (i) {
         const text = JSON.stringify(data) as string | undefined;
         if (text !== undefined) return new LightResponse(i.status, i.statusText, text, i.flat, i.headers) as unknown as Response;
       }
-      return Native.json(data, init);
+      return link.native().json(data, init);
     }
-    constructor(body?: BodyInit | null, init?: ResponseInit) {
+    static error(): Response {
+      return link.native().error();
+    }
+    static redirect(url: string | URL, status?: number): Response {
+      return link.native().redirect(url, status);
+    }
+    constructor(...args: [body?: BodyInit | null, init?: ResponseInit]) {
       // Subclasses of Response get a real one (with their prototype), as they always did.
       if (new.target === FnResponse) {
-        const light = lightResponse(body, init);
+        const light = lightResponse(args[0], args[1]);
         if (light) return light as unknown as FnResponse;
       }
-      super(body, init);
+      return Reflect.construct(link.native(), args, new.target) as FnResponse;
     }
   }
-  Object.defineProperty(FnResponse, 'name', { value: 'Response' });
-  const proto = LightResponse.prototype;
-  Object.setPrototypeOf(proto, FnResponse.prototype);
-  Object.defineProperty(proto, 'constructor', { value: FnResponse, writable: true, configurable: true, enumerable: false });
-  delegateRest(proto, Native.prototype, (self: LightResponse) => LightResponse.real(self));
-  // Probed on a real Response: the light ones have no such symbol.
-  const state = Object.getOwnPropertySymbols(new Native('')).find((s) => s.description === 'state') ?? null;
-  responseClasses = { Native, Fn: FnResponse as unknown as ResponseCtor, state };
+  Object.defineProperty(FnResponse, 'length', { value: 0 });
+  link.init(FnResponse, LightResponse.prototype, RESPONSE_MEMBERS, 'Response');
+  responseClasses = {
+    Fn: FnResponse as unknown as ResponseCtor,
+    native: link.native,
+    // Probed on a real Response: the light ones have no such symbol.
+    state: () => (state ??= Object.getOwnPropertySymbols(new (link.native())('')).find((sym) => sym.description === 'state') ?? null),
+  };
   return responseClasses;
 }
 
@@ -564,7 +677,7 @@ function loadResponseClasses(): ResponseClasses {
  * used body, another Response class, another undici): then the caller reads it the standard way.
  */
 export function realBodySource(res: Response): Uint8Array | undefined {
-  const state = installed ? loadResponseClasses().state : probeState();
+  const state = installed ? loadResponseClasses().state() : probeState();
   if (state === null || res.bodyUsed) return undefined;
   const body = (res as unknown as Record<symbol, { body?: { source?: unknown; stream?: ReadableStream } | null } | undefined>)[state]?.body;
   if (!body || body.stream?.locked) return undefined;
@@ -628,9 +741,16 @@ export function installWebGlobals(): void {
   defineLazy('Response', resDesc, () => loadResponseClasses().Fn);
   const nativeFetch = globalThis.fetch;
   const fetch = function fetch(input: RequestInfo | URL, init: RequestInit | undefined = undefined): Promise<Response> {
+    undiciUsed = true;
     return nativeFetch(LightRequest.isLight(input) ? LightRequest.real(input) : input, init);
   };
   Object.defineProperty(globalThis, 'fetch', { value: fetch, writable: true, configurable: true, enumerable: Object.getOwnPropertyDescriptor(globalThis, 'fetch')?.enumerable ?? true });
+}
+
+/** The real (undici) Request and Response, the light classes linked to them (loads undici); undefined when the globals are not ours. */
+export function nativeWebClasses(): { Request: RequestCtor; Response: ResponseCtor } | undefined {
+  if (!installed) return undefined;
+  return { Request: loadRequestClasses().native(), Response: loadResponseClasses().native() };
 }
 
 function defineLazy(name: 'Request' | 'Response', desc: PropertyDescriptor, make: () => unknown): void {

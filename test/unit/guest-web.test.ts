@@ -8,7 +8,7 @@ import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InvokeMeta } from '../../core/protocol.js';
 import { buildRequest, makeFetchAdapter, requestUrl, responseToGuest } from '../../microvm/guest/adapters.js';
-import { LightRequest, LightResponse } from '../../microvm/guest/web.js';
+import { LightRequest, LightResponse, nativeWebClasses } from '../../microvm/guest/web.js';
 
 function meta(over: Partial<InvokeMeta> = {}): InvokeMeta {
   return {
@@ -23,9 +23,9 @@ function meta(over: Partial<InvokeMeta> = {}): InvokeMeta {
   };
 }
 
-// The globals are ours once adapters.ts is loaded; the real classes are their parents.
-const NativeRequest = Object.getPrototypeOf(Request) as typeof Request;
-const NativeResponse = Object.getPrototypeOf(Response) as typeof Response;
+// The globals are ours once adapters.ts is loaded; the real classes are their parents once linked
+// (before that, see guest-web-unlinked.test.ts).
+const { Request: NativeRequest, Response: NativeResponse } = nativeWebClasses()!;
 
 /** The same request as a real undici Request, built the way the adapter always built it. */
 function nativeRequest(m: InvokeMeta, body: Buffer): Request {
