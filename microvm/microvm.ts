@@ -40,6 +40,8 @@ export interface ExitInfo {
 }
 
 const STDERR_TAIL = 20;
+/** What a held guest runs first: wait for the host's line, then become the guest (`exit` if the host went away). */
+const HOLD_SCRIPT = 'read -r _ || exit 0; exec "$@"';
 /** A tick's INVOKE frames up to this size are copied into one buffer for the write. */
 const OUTBOX_COPY_BYTES = 64 * 1024;
 const OOM_RE = /JavaScript heap out of memory|Reached heap limit/;
@@ -102,6 +104,8 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
   private ready: BootInfo | undefined;
   private resolveExited!: (info: ExitInfo) => void;
   private bootSettle: { resolve: () => void; reject: (e: FnError) => void } | undefined;
+  /** Set while held (see hold()): lets the guest exec node and starts the init clock. */
+  private releaseGuest: (() => Promise<void>) | undefined;
   private readonly onTimeout = (id: number): void => this.timeout(id);
   /** The guest answered with a tuple meta, so it understands tuple INVOKEs (see core/protocol.ts). */
   private tuples = false;
@@ -147,8 +151,34 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
   /** Spawn the guest and wait until its init has run (READY). */
   static async boot(config: MicroVmConfig, deps: MicroVmDeps): Promise<MicroVm> {
     const vm = new MicroVm(config, deps);
-    await vm.spawnGuest();
+    await vm.spawnGuest(false);
     return vm;
+  }
+
+  /**
+   * Spawn the guest ahead of its request and hold it just before node starts: its jail is set up
+   * (namespaces, cgroup joined, uid dropped) and a shell waits on stdin to exec node. release()
+   * then costs one exec instead of the whole jail setup. State `created` until released; a held
+   * microVM that dies (or is killed) while held ends like any other.
+   */
+  static hold(config: MicroVmConfig, deps: MicroVmDeps): MicroVm {
+    const vm = new MicroVm(config, deps);
+    // Nobody waits for a held guest's boot until release(): a failure is kept for release() to report.
+    vm.spawnGuest(true).catch(() => undefined);
+    return vm;
+  }
+
+  /** Whether this microVM is held (see hold()) and still alive, so release() can start it. */
+  get held(): boolean {
+    return this.releaseGuest !== undefined && this.lifecycle.state === 'created' && !this.finished;
+  }
+
+  /** Let a held guest exec node, and wait until its init has run (READY). */
+  release(): Promise<void> {
+    const go = this.releaseGuest;
+    if (!go) return Promise.reject(new FnError('NOT_ALLOWED_IN_STATE', `microVM ${this.id} is not held`));
+    this.releaseGuest = undefined;
+    return go();
   }
 
   /** Set once the guest is ready, i.e. on every MicroVm that boot() resolved with. */
@@ -176,13 +206,15 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
     return this.child?.pid;
   }
 
-  private spawnGuest(): Promise<void> {
+  private spawnGuest(hold: boolean): Promise<void> {
     const { config, deps } = this;
-    this.lifecycle.to(deps.restore ? 'restoring' : 'booting');
-    const plain = deps.spawnArgs?.(config) ?? {
+    if (!hold) this.lifecycle.to(deps.restore ? 'restoring' : 'booting');
+    const node = deps.spawnArgs?.(config) ?? {
       command: process.execPath,
       args: [...guestNodeFlags(config), config.rootfs.bundlePath],
     };
+    // Held: a shell inside the jail waits for a line on stdin, then becomes node.
+    const plain = hold ? { command: '/bin/sh', args: ['-c', HOLD_SCRIPT, 'fnctl-hold', node.command, ...node.args] } : node;
     let spec = plain;
     if (deps.jail) {
       try {
@@ -213,10 +245,10 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
       FNCTL_CONCURRENCY: String(config.concurrency),
       FNCTL_CHANNEL_FD: '3',
     };
-    const t0 = performance.now();
+    let t0 = performance.now();
     const booted = new Promise<void>((resolve, reject) => (this.bootSettle = { resolve, reject }));
     // detached: a process group of its own, so one kill takes everything the function started.
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], detached: true, env, cwd: dirname(config.rootfs.bundlePath) });
+    const child = spawn(command, args, { stdio: [hold ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'], detached: true, env, cwd: dirname(config.rootfs.bundlePath) });
     this.child = child;
     if (child.pid !== undefined) this.jailed?.attach(child.pid);
     child.on('error', (err) => {
@@ -241,10 +273,23 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
         this.terminate(new FnError('FUNCTION_CRASHED', `microVM ${this.id}: channel protocol error: ${(err as Error).message}`));
       }
     });
-    const initTimer = setTimeout(() => {
-      this.terminate(new FnError('INIT_TIMEOUT', `init did not finish within ${+seconds(config.initTimeoutMs)}s`));
-    }, config.initTimeoutMs);
-    return booted.finally(() => clearTimeout(initTimer));
+    const start = (): Promise<void> => {
+      const initTimer = setTimeout(() => {
+        this.terminate(new FnError('INIT_TIMEOUT', `init did not finish within ${+seconds(config.initTimeoutMs)}s`));
+      }, config.initTimeoutMs);
+      return booted.finally(() => clearTimeout(initTimer));
+    };
+    if (!hold) return start();
+    const stdin = child.stdin!;
+    stdin.on('error', () => {});
+    this.releaseGuest = () => {
+      if (this.finished) return booted;
+      this.lifecycle.to(deps.restore ? 'restoring' : 'booting');
+      t0 = performance.now();
+      stdin.end('\n');
+      return start();
+    };
+    return booted;
   }
 
   private onFrame(frame: Frame, t0: number): void {

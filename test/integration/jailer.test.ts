@@ -8,8 +8,8 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { detectIsolation } from '../../microvm/isolation.js';
-import { createJailer, plainGuestCommand, type Jailer } from '../../microvm/jailer.js';
-import { guestNodeFlags } from '../../microvm/microvm.js';
+import { createJailer, plainGuestCommand, type JailedCommand, type Jailer } from '../../microvm/jailer.js';
+import { MicroVm, guestNodeFlags } from '../../microvm/microvm.js';
 import { buildSnapshot } from '../../snapshots/builder.js';
 import { bundleGuest, type GuestBundle } from '../helpers/guest-bundle.js';
 import { bootJailed, fdTargets, invokeError, leftovers, openFds, processesInGroup, req, vmConfig, type JailedVm } from '../fixtures/attacks/harness.js';
@@ -164,6 +164,57 @@ async function pauseResume(j: Jailer): Promise<{ pauseMs: number; resumeMs: numb
     expect(leftovers(v.jailed)).toEqual({ processes: [], dirs: [] });
   }
 }
+
+describe.skipIf(!hasBwrap)('a held guest: its jail set up ahead of its request', () => {
+  function hold(): { vm: MicroVm; jailed: () => JailedCommand } {
+    let jailed: JailedCommand | undefined;
+    const vm = MicroVm.hold(vmConfig(attacker.bundlePath), { sink: { record: () => {} }, jail: (c, plain) => (jailed = jailer.wrap(c, plain)) });
+    return { vm, jailed: () => jailed! };
+  }
+
+  async function until(what: string, ok: () => boolean): Promise<void> {
+    for (const deadline = Date.now() + 10_000; !ok(); await new Promise((r) => setTimeout(r, 20))) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    }
+  }
+
+  it('waits in its jail without node, then runs as jailed as any guest, and leaves nothing behind', async () => {
+    const { vm, jailed } = hold();
+    const j = jailed();
+    // Held: the jail's processes are up (in the guest's cgroup, when there is one), node is not.
+    const comms = (): string[] => processesInGroup(j.cgroup?.name ?? vm.id).map((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim());
+    if (j.cgroup) await until('the held jail is in its cgroup', () => comms().includes('sh'));
+    expect(vm.held).toBe(true);
+    expect(vm.state).toBe('created');
+    expect(comms()).not.toContain('node');
+    await vm.release();
+    expect(vm.state).toBe('idle');
+    const r = await vm.invoke(req('/whoami'));
+    const me = JSON.parse(r.body.toString()) as WhoAmI;
+    if (report.root) expect({ uid: me.uid, gid: me.gid }).toEqual({ uid: j.uid, gid: j.uid });
+    expect(me.caps).toEqual(expect.arrayContaining(['CapEff:\t0000000000000000', 'NoNewPrivs:\t1']));
+    expect(me.pid).toBeLessThanOrEqual(3);
+    expect(me.fn).toEqual(['bundle.cjs']);
+    expect(me.hostname).toBe(vm.id);
+    expect(me.nofile).toEqual(['1024', '1024']);
+    if (j.cgroup) {
+      // It joined its group before bubblewrap made its cgroup namespace, so from inside, its group
+      // is the root of every hierarchy; from outside, node is in the group.
+      for (const line of me.atInit.cgroup.split('\n').filter(Boolean)) expect(line.split(':')[2]).toBe('/');
+      expect(processesInGroup(j.cgroup.name)).toContain(vm.pid);
+    }
+    await vm.kill('test over');
+    expect(leftovers(j)).toEqual({ processes: [], dirs: [] });
+  });
+
+  it('killed while held: release fails, and nothing is left', async () => {
+    const { vm, jailed } = hold();
+    await vm.kill('not needed');
+    expect(vm.held).toBe(false);
+    await expect(vm.release()).rejects.toThrow();
+    expect(leftovers(jailed())).toEqual({ processes: [], dirs: [] });
+  });
+});
 
 describe('pause and resume', () => {
   it.skipIf(!hasCgroups || report.cgroup.plan.freeze === 'signal')(`with the cgroup freezer (${report.cgroup.plan.freeze})`, async () => {
