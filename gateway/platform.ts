@@ -17,6 +17,7 @@ import { MicroVm, guestNodeFlags } from '../microvm/microvm.js';
 import { SnapshotStore, type StoredSnapshot } from '../snapshots/store.js';
 import { ScaleLoop } from './scaling.js';
 import { createJailer, type Jailer } from '../microvm/jailer.js';
+import { HeldGuests } from '../microvm/held.js';
 import type { InstanceInfo, MicroVmConfig } from '../microvm/types.js';
 import type { HandlerStyle } from '../core/protocol.js';
 
@@ -86,6 +87,17 @@ function snapshotOf(record: VersionRecord): SnapshotStatus {
   return (record.info.snapshot as SnapshotStatus | undefined) ?? { status: 'none', reason: 'deployed before snapshots existed' };
 }
 
+/** The prefix of the HeldGuests keys of a version (see bootVm). */
+function heldKey(name: string, version?: number): string {
+  return version === undefined ? `${name}@` : `${name}@${version}:`;
+}
+
+let heldSeq = 0;
+/** An id for a guest held ahead of its request, in the form of the pool's ids. */
+function heldId(config: MicroVmConfig): string {
+  return `vm-${config.functionName}-${config.version}-h${(++heldSeq).toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+}
+
 export class Platform {
   readonly registry: Registry;
   readonly logs: LogStore;
@@ -100,6 +112,8 @@ export class Platform {
   private snapshotStore: SnapshotStore | undefined;
   private scaler: ScaleLoop | undefined;
   private jailer: Jailer | undefined;
+  /** Guests spawned ahead of their request, one per version that has started a microVM. */
+  private readonly held: HeldGuests<MicroVm>;
   private stopped = false;
 
   /**
@@ -113,6 +127,7 @@ export class Platform {
     this.log = deps.log;
     this.clock = deps.clock ?? systemClock;
     this.metrics = deps.metrics ?? new Metrics();
+    this.held = new HeldGuests({ log: this.log });
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     this.registry = Registry.open(config.dataDir);
     this.logs = new LogStore(path.join(config.dataDir, 'logs'));
@@ -167,20 +182,34 @@ export class Platform {
     return this.snapshotStore;
   }
 
-  private bootVm(config: MicroVmConfig, snapshot?: StoredSnapshot): Promise<PoolVm> {
+  /**
+   * Start a microVM of this version: the guest held ready for it when there is one (its jail is
+   * already set up, see microvm/held.ts), else a new one; either way, another is then held for
+   * the next start. `hold` false (a deploy's checks, not a version's microVMs) does neither.
+   */
+  private async bootVm(config: MicroVmConfig, snapshot?: StoredSnapshot, hold = true): Promise<PoolVm> {
     if (this.deps.boot) return this.deps.boot(config, snapshot);
     const jailer = this.jailer;
     const deps = {
       sink: this.logs,
       log: this.log,
       ...(jailer ? { jail: (c: MicroVmConfig, plain: { command: string; args: string[] }) => jailer.wrap(c, plain, snapshot ? [snapshot.blobPath] : []) } : {}),
+      ...(snapshot
+        ? { restore: true, spawnArgs: (c: MicroVmConfig) => ({ command: process.execPath, args: [...guestNodeFlags(c), '--snapshot-blob', snapshot.blobPath] }) }
+        : {}),
     };
-    if (!snapshot) return MicroVm.boot(config, deps);
-    return MicroVm.boot(config, {
-      ...deps,
-      restore: true,
-      spawnArgs: (c) => ({ command: process.execPath, args: [...guestNodeFlags(c), '--snapshot-blob', snapshot.blobPath] }),
-    });
+    const key = `${heldKey(config.functionName, config.version)}${snapshot ? 'restore' : 'cold'}`;
+    const held = hold ? this.held.take(key) : undefined;
+    if (hold && !this.stopped) this.held.keep(key, () => MicroVm.hold({ ...config, id: heldId(config) }, deps));
+    let vm: MicroVm;
+    if (held) {
+      await held.release();
+      vm = held;
+    } else {
+      vm = await MicroVm.boot(config, deps);
+    }
+    this.metrics.starts.labels(config.functionName, snapshot ? 'restore' : 'cold').inc();
+    return vm;
   }
 
   /**
@@ -349,7 +378,7 @@ export class Platform {
       initTimeoutMs: this.config.initTimeoutMs,
       concurrency: 1,
     };
-    const plain = await this.bootVm(config);
+    const plain = await this.bootVm(config, undefined, false);
     const boot = { style: plain.bootInfo.style, initMs: plain.bootInfo.initMs };
     await plain.stop(1000);
     if (settings.snapshot === 'off') return { boot, snapshot: OFF };
@@ -359,7 +388,7 @@ export class Platform {
       const built = await this.snapshots.build(bundlePath, bundleSha256, settings.memory, this.config.initTimeoutMs);
       if (built.status === 'ok') {
         // A snapshot is only as good as a microVM restored from it: try one before publishing.
-        const restored = await this.bootVm(config, built.snapshot);
+        const restored = await this.bootVm(config, built.snapshot, false);
         await restored.stop(1000);
         const { meta } = built.snapshot;
         return { boot, snapshot: { status: 'ready', blobBytes: meta.blobBytes, initMs: meta.initMs, buildMs: meta.buildMs } };
@@ -435,6 +464,7 @@ export class Platform {
       const old = fn.pools.get(previous);
       fn.pools.delete(previous);
       void old?.drain(this.config.shutdownGraceMs);
+      void this.held.drop((key) => key.startsWith(heldKey(name, previous)));
       this.poolFor(name).ensureMin();
     }
   }
@@ -467,6 +497,7 @@ export class Platform {
       this.registry.remove(name);
       await this.pruneSnapshots(versions);
       await Promise.all([...fn.pools.values()].map((p) => p.drain(this.config.shutdownGraceMs)));
+      await this.held.drop((key) => key.startsWith(heldKey(name)));
       await this.logs.remove(name);
       this.log.info({ fn: name }, 'removed');
     });
@@ -566,6 +597,7 @@ export class Platform {
     const pools = [...this.functions.values()].flatMap((fn) => [...fn.pools.values()]);
     await Promise.all(pools.map((p) => p.drain(this.config.shutdownGraceMs)));
     await Promise.allSettled([...this.locks.values()]);
+    await this.held.close();
     await this.jailer?.close();
     await this.logs.close();
     this.registry.close();

@@ -30,6 +30,26 @@ describe('snapshots through the platform', () => {
     expect(readdirSync(path.join(dataDir, 'snapshots')).filter((f) => f.endsWith('.blob'))).toHaveLength(1);
   });
 
+  it('a start from zero takes the guest held ready for its version, with the env of its deploy; a redeploy drops it', async () => {
+    await deploy('held', 'test/fixtures/behaviour/echo.mjs', { env: { GREETING: 'v1' } });
+    const first = await get('/fn/held');
+    expect(first.headers['x-fn-start']).toBe('restore');
+    // The first start holds a guest for the next one (made 100 ms later, off this start's path).
+    await new Promise((r) => setTimeout(r, 400));
+    await t.platform.stopInstances('held');
+    const second = await get('/fn/held');
+    expect(second.headers['x-fn-start']).toBe('restore');
+    expect(second.headers['x-fn-instance']).toMatch(/^vm-held-1-h/);
+    expect(JSON.parse(second.text).greeting).toBe('v1');
+    expect(second.headers['server-timing']).toMatch(/restore;dur=/);
+    // A new version: its microVMs never come from the old version's held guest.
+    await new Promise((r) => setTimeout(r, 400));
+    await deploy('held', 'test/fixtures/behaviour/echo.mjs', { env: { GREETING: 'v2' } });
+    const third = await get('/fn/held');
+    expect(third.headers['x-fn-instance']).toMatch(/^vm-held-2-/);
+    expect(JSON.parse(third.text).greeting).toBe('v2');
+  });
+
   it('runs restore hooks, and restored microVMs do not share randomness', async () => {
     await deploy('hooks', 'functions/examples/restore-hooks.js', { max: 2, concurrency: 1 });
     const [one, two] = await Promise.all([get('/fn/hooks'), get('/fn/hooks')]);
