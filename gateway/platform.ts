@@ -208,7 +208,7 @@ export class Platform {
     } else {
       vm = await MicroVm.boot(config, deps);
     }
-    this.metrics.starts.labels(config.functionName, snapshot ? 'restore' : 'cold').inc();
+    if (hold) this.metrics.starts.labels(config.functionName, snapshot ? 'restore' : 'cold').inc();
     return vm;
   }
 
