@@ -132,6 +132,18 @@ describe('restored microVMs', () => {
     expect(await getJson(vm)).toEqual({ status: 200, body: { hello: 'world', undici: false } });
   });
 
+  it("never ran the function's handlers while the snapshot was built (the runtime warms up with its own)", async () => {
+    for (const [fixture, source] of [
+      ['calls-fetch.mjs', 'let calls = 0;\nexport default { fetch() { calls++; return Response.json({ calls }); } };'],
+      ['calls-lambda.mjs', 'let calls = 0;\nexport const handler = async () => { calls++; return { calls }; };'],
+    ] as const) {
+      const { b, result } = await build(fixture, { source });
+      if (result.status !== 'ok') throw new Error(result.reason);
+      const vm = await restore(result.blobPath, b.bundlePath);
+      expect(await getJson(vm)).toEqual({ status: 200, body: { calls: 1 } });
+    }
+  });
+
   it('answer with a Lambda handler', async () => {
     const { b, snap } = await buildOk('lambda.mjs');
     expect(snap.style).toBe('lambda');
