@@ -114,6 +114,8 @@ export class Platform {
   private jailer: Jailer | undefined;
   /** Guests spawned ahead of their request, one per version that has started a microVM. */
   private readonly held: HeldGuests<MicroVm>;
+  /** microVMs being started now (their guests not ready yet). */
+  private starting = 0;
   private stopped = false;
 
   /**
@@ -127,7 +129,7 @@ export class Platform {
     this.log = deps.log;
     this.clock = deps.clock ?? systemClock;
     this.metrics = deps.metrics ?? new Metrics();
-    this.held = new HeldGuests({ log: this.log });
+    this.held = new HeldGuests({ log: this.log, quiet: () => this.starting === 0 });
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     this.registry = Registry.open(config.dataDir);
     this.logs = new LogStore(path.join(config.dataDir, 'logs'));
@@ -202,11 +204,16 @@ export class Platform {
     const held = hold ? this.held.take(key) : undefined;
     if (hold && !this.stopped) this.held.keep(key, () => MicroVm.hold({ ...config, id: heldId(config) }, deps));
     let vm: MicroVm;
-    if (held) {
-      await held.release();
-      vm = held;
-    } else {
-      vm = await MicroVm.boot(config, deps);
+    this.starting++;
+    try {
+      if (held) {
+        await held.release();
+        vm = held;
+      } else {
+        vm = await MicroVm.boot(config, deps);
+      }
+    } finally {
+      this.starting--;
     }
     if (hold) this.metrics.starts.labels(config.functionName, snapshot ? 'restore' : 'cold').inc();
     return vm;

@@ -20,8 +20,15 @@ export interface HoldableVm {
 export interface HeldGuestsOptions {
   /** How long after a take the next guest is made (default 100 ms). */
   delayMs?: number;
+  /**
+   * Whether now is a good time to make one: while it says no (say, a microVM is starting), the
+   * make waits another delay, up to ten times, so that it does not slow that start down.
+   */
+  quiet?: () => boolean;
   log?: Logger;
 }
+
+const MAX_DEFERRALS = 10;
 
 export class HeldGuests<V extends HoldableVm = HoldableVm> {
   private readonly held = new Map<string, V>();
@@ -44,11 +51,15 @@ export class HeldGuests<V extends HoldableVm = HoldableVm> {
   }
 
   /** Keep one guest held for `key`, made by `make` after `delayMs` unless one is held or coming. */
-  keep(key: string, make: () => V, delayMs = this.delayMs): void {
+  keep(key: string, make: () => V, delayMs = this.delayMs, deferrals = 0): void {
     if (this.closed || this.held.has(key) || this.timers.has(key)) return;
     const timer = setTimeout(() => {
       this.timers.delete(key);
       if (this.closed || this.held.has(key)) return;
+      if (deferrals < MAX_DEFERRALS && this.options.quiet && !this.options.quiet()) {
+        this.keep(key, make, delayMs, deferrals + 1);
+        return;
+      }
       let vm: V;
       try {
         vm = make();

@@ -91,6 +91,25 @@ describe('HeldGuests', () => {
     expect(held.size).toBe(0);
   });
 
+  it('waits while it is not quiet, a delay at a time, ten at most', () => {
+    let quiet = false;
+    const held = new HeldGuests<FakeVm>({ delayMs: 100, quiet: () => quiet });
+    held.keep('a@1', make('a@1'));
+    vi.advanceTimersByTime(500);
+    expect(made).toHaveLength(0);
+    quiet = true;
+    vi.advanceTimersByTime(100);
+    expect(made).toHaveLength(1);
+    // Never quiet: made anyway after ten more delays.
+    quiet = false;
+    held.take('a@1');
+    held.keep('a@1', make('a@1'));
+    vi.advanceTimersByTime(1000);
+    expect(made).toHaveLength(1);
+    vi.advanceTimersByTime(100);
+    expect(made).toHaveLength(2);
+  });
+
   it('logs and holds nothing when making one throws', () => {
     const warn = vi.fn();
     const held = new HeldGuests<FakeVm>({ delayMs: 0, log: { warn } as never });
