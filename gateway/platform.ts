@@ -186,8 +186,8 @@ export class Platform {
 
   /**
    * Start a microVM of this version: the guest held ready for it when there is one (its jail is
-   * already set up, see microvm/held.ts), else a new one; either way, another is then held for
-   * the next start. `hold` false (a deploy's checks, not a version's microVMs) does neither.
+   * already set up, see microvm/held.ts), else a new one; either way, once it is up, another is
+   * held for the next start. `hold` false (a deploy's checks, not a version's microVMs) does neither.
    */
   private async bootVm(config: MicroVmConfig, snapshot?: StoredSnapshot, hold = true): Promise<PoolVm> {
     if (this.deps.boot) return this.deps.boot(config, snapshot);
@@ -202,7 +202,6 @@ export class Platform {
     };
     const key = `${heldKey(config.functionName, config.version)}${snapshot ? 'restore' : 'cold'}`;
     const held = hold ? this.held.take(key) : undefined;
-    if (hold && !this.stopped) this.held.keep(key, () => MicroVm.hold({ ...config, id: heldId(config) }, deps));
     let vm: MicroVm;
     this.starting++;
     try {
@@ -214,6 +213,8 @@ export class Platform {
       }
     } finally {
       this.starting--;
+      // Once this start is done (not during it: the two would share the CPU).
+      if (hold && !this.stopped) this.held.keep(key, () => MicroVm.hold({ ...config, id: heldId(config) }, deps));
     }
     if (hold) this.metrics.starts.labels(config.functionName, snapshot ? 'restore' : 'cold').inc();
     return vm;

@@ -4,9 +4,10 @@
 // and waits in a shell to exec node, so a start from zero pays only the exec and node's own start
 // (Lambda keeps sandboxes ready in the same way; Firecracker's jailer can be run ahead of the VM).
 //
-// The next one is made a little after one is taken, so that its setup does not compete for the
-// CPU with the start that took it. A held guest is not a microVM of its function: it runs no code
-// of the function, is not listed or counted, and goes when its version goes.
+// The next one is made once the start that took the last is done, and while no other start is
+// under way, so that its setup does not compete for the CPU with a start. A held guest is not a
+// microVM of its function: it runs no code of the function, is not listed or counted, and goes
+// when its version goes.
 import type { Logger } from '../core/log.js';
 
 /** What HeldGuests needs of a held microVM (MicroVm satisfies it). */
@@ -18,17 +19,17 @@ export interface HoldableVm {
 }
 
 export interface HeldGuestsOptions {
-  /** How long after a take the next guest is made (default 100 ms). */
+  /** How long after keep() the guest is made (default 5 ms). */
   delayMs?: number;
   /**
    * Whether now is a good time to make one: while it says no (say, a microVM is starting), the
-   * make waits another delay, up to ten times, so that it does not slow that start down.
+   * make waits another delay, up to MAX_DEFERRALS times, so that it does not slow that start down.
    */
   quiet?: () => boolean;
   log?: Logger;
 }
 
-const MAX_DEFERRALS = 10;
+const MAX_DEFERRALS = 40;
 
 export class HeldGuests<V extends HoldableVm = HoldableVm> {
   private readonly held = new Map<string, V>();
@@ -37,7 +38,7 @@ export class HeldGuests<V extends HoldableVm = HoldableVm> {
   private closed = false;
 
   constructor(private readonly options: HeldGuestsOptions = {}) {
-    this.delayMs = options.delayMs ?? 100;
+    this.delayMs = options.delayMs ?? 5;
   }
 
   /** The held guest for `key`, if one is alive (it is then no longer kept here). */

@@ -91,7 +91,7 @@ describe('HeldGuests', () => {
     expect(held.size).toBe(0);
   });
 
-  it('waits while it is not quiet, a delay at a time, ten at most', () => {
+  it('waits while it is not quiet, a delay at a time, forty at most', () => {
     let quiet = false;
     const held = new HeldGuests<FakeVm>({ delayMs: 100, quiet: () => quiet });
     held.keep('a@1', make('a@1'));
@@ -100,11 +100,11 @@ describe('HeldGuests', () => {
     quiet = true;
     vi.advanceTimersByTime(100);
     expect(made).toHaveLength(1);
-    // Never quiet: made anyway after ten more delays.
+    // Never quiet: made anyway after forty more delays.
     quiet = false;
     held.take('a@1');
     held.keep('a@1', make('a@1'));
-    vi.advanceTimersByTime(1000);
+    vi.advanceTimersByTime(4000);
     expect(made).toHaveLength(1);
     vi.advanceTimersByTime(100);
     expect(made).toHaveLength(2);
