@@ -213,7 +213,7 @@ export class Platform {
       }
     } finally {
       this.starting--;
-      // Once this start is done (not during it: the two would share the CPU).
+      // After this start is done (not during it: the two would share the CPU and the cgroups).
       if (hold && !this.stopped) this.held.keep(key, () => MicroVm.hold({ ...config, id: heldId(config) }, deps));
     }
     if (hold) this.metrics.starts.labels(config.functionName, snapshot ? 'restore' : 'cold').inc();

@@ -289,7 +289,7 @@ function applyLimits(p: Place, dir: string, limits: CgroupLimits): void {
       } else if (c === 'cpu') {
         write(join(dir, 'cpu.max'), `${quota} ${period}`);
         // Under contention a group competes as one entity: weigh it as `vcpus` busy threads.
-        write(join(dir, 'cpu.weight'), String(Math.max(1, Math.min(10000, Math.round(100 * limits.vcpus)))));
+        write(join(dir, 'cpu.weight'), String(cpuWeight(limits.vcpus)));
       } else if (c === 'pids') {
         write(join(dir, 'pids.max'), String(limits.pidsMax));
       }
@@ -301,11 +301,21 @@ function applyLimits(p: Place, dir: string, limits: CgroupLimits): void {
     } else if (c === 'cpu') {
       write(join(dir, 'cpu.cfs_period_us'), String(period));
       write(join(dir, 'cpu.cfs_quota_us'), String(quota));
-      if (limits.vcpus !== 1) write(join(dir, 'cpu.shares'), String(Math.max(2, Math.round(1024 * limits.vcpus))));
+      if (limits.vcpus !== 1) write(join(dir, 'cpu.shares'), String(cpuShares(limits.vcpus)));
     } else if (c === 'pids') {
       write(join(dir, 'pids.max'), String(limits.pidsMax));
     }
   }
+}
+
+/** v2 cpu.weight of a group with `vcpus`: it competes as `vcpus` busy threads (100 each). */
+function cpuWeight(vcpus: number): number {
+  return Math.max(1, Math.min(10000, Math.round(100 * vcpus)));
+}
+
+/** v1 cpu.shares of a group with `vcpus` (1024 a CPU). */
+function cpuShares(vcpus: number): number {
+  return Math.max(2, Math.round(1024 * vcpus));
 }
 
 /** SIGKILL everything in one group; returns how many were signalled. */
@@ -444,6 +454,19 @@ export class VmCgroup {
       }
     }
     return true;
+  }
+
+  /**
+   * Weigh the group as background work (the least CPU weight there is: it runs when nothing else
+   * wants the CPU), or back to its limits' weight. For guests held ready ahead of their request,
+   * whose setup must not slow a start or a request down. A no-op without a cpu controller.
+   */
+  background(on: boolean): void {
+    for (const p of this.places) {
+      if (!p.controllers.includes('cpu')) continue;
+      if (p.version === 2) write(join(p.dir, 'cpu.weight'), on ? '1' : String(cpuWeight(this.limits.vcpus)));
+      else write(join(p.dir, 'cpu.shares'), on ? '2' : String(cpuShares(this.limits.vcpus)));
+    }
   }
 
   /** Every pid in the group (from the first hierarchy: all hold the same processes). */

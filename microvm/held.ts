@@ -4,8 +4,9 @@
 // and waits in a shell to exec node, so a start from zero pays only the exec and node's own start
 // (Lambda keeps sandboxes ready in the same way; Firecracker's jailer can be run ahead of the VM).
 //
-// The next one is made once the start that took the last is done, and while no other start is
-// under way, so that its setup does not compete for the CPU with a start. A held guest is not a
+// The next one is made a little after the start that took the last is done, while no other
+// start is under way, and its setup runs at the least CPU weight, so that it slows neither a start
+// nor a request. A held guest is not a
 // microVM of its function: it runs no code of the function, is not listed or counted, and goes
 // when its version goes.
 import type { Logger } from '../core/log.js';
@@ -19,7 +20,12 @@ export interface HoldableVm {
 }
 
 export interface HeldGuestsOptions {
-  /** How long after keep() the guest is made (default 5 ms). */
+  /**
+   * How long after keep() the guest is made (default 50 ms). Making one blocks the platform's
+   * event loop for its spawn (~1-3 ms) and moves a process into cgroups, which waits for an RCU
+   * grace period and holds other cgroup operations (a standby's thaw) meanwhile: done 5 ms after a
+   * standby came up, it cost the first request on that standby ~8 ms at p50.
+   */
   delayMs?: number;
   /**
    * Whether now is a good time to make one: while it says no (say, a microVM is starting), the
@@ -38,7 +44,7 @@ export class HeldGuests<V extends HoldableVm = HoldableVm> {
   private closed = false;
 
   constructor(private readonly options: HeldGuestsOptions = {}) {
-    this.delayMs = options.delayMs ?? 5;
+    this.delayMs = options.delayMs ?? 50;
   }
 
   /** The held guest for `key`, if one is alive (it is then no longer kept here). */

@@ -111,6 +111,8 @@ export interface JailedCommand extends SpawnSpec {
    * (a few ms sooner), and serves the signal fallbacks of pause and kill.
    */
   attach(pid: number): void;
+  /** Give the guest the least CPU weight (while it is held ahead of its request), or its own back. No-op without cgroups. */
+  background(on: boolean): void;
   /** Stop every process of the guest (freezer, else SIGSTOP each). */
   pause(): Promise<void>;
   resume(): Promise<void>;
@@ -456,6 +458,9 @@ export function createJailer(report: IsolationReport = detectIsolation(), option
       },
       attach(p) {
         pid = p;
+      },
+      background(on) {
+        cg?.background(on);
       },
       async pause() {
         if (cg?.canFreeze) return cg.freeze();

@@ -220,6 +220,8 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
       try {
         const jailed = deps.jail(config, plain);
         jailed.prepare();
+        // Held: its setup runs in the background, behind whatever starts or serves meanwhile.
+        if (hold) jailed.background(true);
         this.jailed = jailed;
         spec = jailed;
       } catch (err) {
@@ -286,6 +288,7 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
       if (this.finished) return booted;
       this.lifecycle.to(deps.restore ? 'restoring' : 'booting');
       t0 = performance.now();
+      this.jailed?.background(false);
       stdin.end('\n');
       return start();
     };

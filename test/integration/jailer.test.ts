@@ -187,7 +187,15 @@ describe.skipIf(!hasBwrap)('a held guest: its jail set up ahead of its request',
     expect(vm.held).toBe(true);
     expect(vm.state).toBe('created');
     expect(comms()).not.toContain('node');
+    // Its setup runs at the least CPU weight; released, it has its own weight back.
+    // v1: cpu.shares in the cpu hierarchy's folder; v2: cpu.weight in the one folder.
+    const file = (j.cgroup?.dirs ?? []).flatMap((d) => [join(d, 'cpu.shares'), join(d, 'cpu.weight')]).find((f) => existsSync(f));
+    const weight = (): string => readFileSync(file!, 'utf8').trim();
+    const cpuPlanned = j.cgroup?.plan.cpu !== undefined;
+    expect(cpuPlanned ? file : 'no cpu controller').toBeDefined();
+    if (cpuPlanned) expect(['1', '2']).toContain(weight());
     await vm.release();
+    if (cpuPlanned) expect(['100', '1024']).toContain(weight());
     expect(vm.state).toBe('idle');
     const r = await vm.invoke(req('/whoami'));
     const me = JSON.parse(r.body.toString()) as WhoAmI;
