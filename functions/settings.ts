@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { FnError } from '../core/errors.js';
 import { intInRange, validate } from '../core/config.js';
+import { unsafeEnvName } from '../core/env.js';
 
 export const NAME_RULE = 'must be 1-63 characters of a-z, 0-9, "-" or "_", starting with a letter or digit';
 const NAME_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -40,12 +41,19 @@ const settingsShape = {
   /** Seconds an unused microVM is kept before it is reaped. */
   idle: secondsInRange(1, 86400),
   env: z.record(
-    z.string().regex(ENV_KEY_RE, { error: ENV_KEY_RULE }),
+    z
+      .string()
+      .regex(ENV_KEY_RE, { error: ENV_KEY_RULE })
+      .superRefine((name, ctx) => {
+        const why = unsafeEnvName(name);
+        if (why) ctx.addIssue({ code: 'custom', message: why });
+      }),
     z.string({ error: 'env values must be strings' }),
     {
-      // zod reports a bad key as a generic "Invalid key in record": state the rule instead.
+      // zod reports a bad key as a generic "Invalid key in record": state the rule (or why the
+      // name is reserved) instead.
       error: (issue) =>
-        issue.code === 'invalid_key' ? ENV_KEY_RULE
+        issue.code === 'invalid_key' ? (issue.issues.find((i) => i.code === 'custom')?.message ?? ENV_KEY_RULE)
         : issue.code === 'invalid_type' ? 'must be an object of NAME: "value" strings'
         : undefined,
     },

@@ -7,6 +7,7 @@ import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Socket } from 'node:net';
 import { FnError } from '../core/errors.js';
+import { safeEnv } from '../core/env.js';
 import type { Logger } from '../core/log.js';
 import { FrameDecoder, FrameType, encodeFrame, writeFrame, type ErrorMeta, type Frame, type ReadyMeta, type ResponseMeta } from '../core/protocol.js';
 import { parseConsoleLine, readLines } from './guest/console.js';
@@ -233,7 +234,9 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
       }
     }
     const { command, args } = spec;
-    const { NODE_OPTIONS: _ignored, ...userEnv } = config.env;
+    // Never names that change how the host-side programs starting the guest behave (refused at
+    // deploy; dropped here too for versions deployed before that).
+    const { NODE_OPTIONS: _ignored, ...userEnv } = safeEnv(config.env);
     const env: Record<string, string> = {
       PATH: '/usr/local/bin:/usr/bin:/bin',
       ...userEnv,

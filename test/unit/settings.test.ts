@@ -2,6 +2,7 @@
 // rule, whichever path (fnctl.json, flags, API) the settings came from.
 import { describe, expect, it } from 'vitest';
 import { FnError } from '../../core/errors.js';
+import { safeEnv } from '../../core/env.js';
 import {
   defaultSettings,
   parsePartialSettings,
@@ -86,6 +87,19 @@ describe('resolveSettings', () => {
   it('accepts the edges of each range', () => {
     expect(() => resolveSettings({ memory: 64, timeout: 0.1, idle: 1, min: 0, max: 1, concurrency: 1000 })).not.toThrow();
     expect(() => resolveSettings({ memory: 10240, timeout: 900, idle: 86400, min: 1000, max: 1000, standby: 100 })).not.toThrow();
+  });
+});
+
+describe('reserved env names', () => {
+  it('refuses names that change how the host-side programs starting a guest load code, naming them', () => {
+    for (const name of ['LD_PRELOAD', 'LD_LIBRARY_PATH', 'LD_AUDIT', 'GLIBC_TUNABLES', 'GCONV_PATH', 'MALLOC_CHECK_', 'BASH_ENV', 'ENV', 'IFS']) {
+      expect(() => resolveSettings({ env: { [name]: 'x' } })).toThrow(new RegExp(`env\\.${name} = "x", ${name} is reserved`));
+    }
+    expect(resolveSettings({ env: { TZ: 'UTC', LDAP_URL: 'ldap://x', PATH: '/usr/bin', TMPDIR: '/tmp' } }).env).toEqual({ TZ: 'UTC', LDAP_URL: 'ldap://x', PATH: '/usr/bin', TMPDIR: '/tmp' });
+  });
+
+  it('are dropped from the env of a version deployed before they were refused', () => {
+    expect(safeEnv({ LD_PRELOAD: '/fn/evil.so', GLIBC_TUNABLES: 'x', GREETING: 'hi' })).toEqual({ GREETING: 'hi' });
   });
 });
 
