@@ -13,7 +13,7 @@ import { Registry, versionHash, type VersionRecord, type FunctionRecord, type Sc
 import { LogStore } from '../functions/logs.js';
 import { resolveSettings, validateName, type Settings } from '../functions/settings.js';
 import { Pool, type PoolVm, type ScalingSpec, type VmFactory } from '../microvm/pool.js';
-import { MicroVm, guestNodeFlags } from '../microvm/microvm.js';
+import { MicroVm, guestNodeFlags, type MicroVmDeps } from '../microvm/microvm.js';
 import { SnapshotStore, type StoredSnapshot } from '../snapshots/store.js';
 import { ScaleLoop } from './scaling.js';
 import { createJailer, type Jailer } from '../microvm/jailer.js';
@@ -95,7 +95,8 @@ function heldKey(name: string, version?: number): string {
 let heldSeq = 0;
 /** An id for a guest held ahead of its request, in the form of the pool's ids. */
 function heldId(config: MicroVmConfig): string {
-  return `vm-${config.functionName}-${config.version}-h${(++heldSeq).toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  // The '.' keeps it apart from the pool's ids, whose last part is [0-9a-z] only.
+  return `vm-${config.functionName}-${config.version}-h.${(++heldSeq).toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 }
 
 export class Platform {
@@ -200,24 +201,43 @@ export class Platform {
         ? { restore: true, spawnArgs: (c: MicroVmConfig) => ({ command: process.execPath, args: [...guestNodeFlags(c), '--snapshot-blob', snapshot.blobPath] }) }
         : {}),
     };
-    const key = `${heldKey(config.functionName, config.version)}${snapshot ? 'restore' : 'cold'}`;
+    const { functionName: name, version } = config;
+    const key = `${heldKey(name, version)}${snapshot ? 'restore' : 'cold'}`;
     const held = hold ? this.held.take(key) : undefined;
     let vm: MicroVm;
     this.starting++;
     try {
-      if (held) {
-        await held.release();
-        vm = held;
-      } else {
-        vm = await MicroVm.boot(config, deps);
-      }
+      vm = held ? await this.releaseHeld(held, config, deps) : await MicroVm.boot(config, deps);
     } finally {
       this.starting--;
-      // After this start is done (not during it: the two would share the CPU and the cgroups).
-      if (hold && !this.stopped) this.held.keep(key, () => MicroVm.hold({ ...config, id: heldId(config) }, deps));
+      // After this start is done (not during it: the two would share the CPU and the cgroups),
+      // and only for a version that still serves (not one that a deploy, rollback or rm dropped
+      // while this start ran).
+      const live = (): boolean => !this.stopped && this.serves(name, version);
+      if (hold && live()) this.held.keep(key, () => (live() ? MicroVm.hold({ ...config, id: heldId(config) }, deps) : undefined));
     }
     if (hold) this.metrics.starts.labels(config.functionName, snapshot ? 'restore' : 'cold').inc();
     return vm;
+  }
+
+  /**
+   * Start a held guest. One that died while held (its exit not yet seen when it was taken) or
+   * whose start fails is replaced by a fresh boot: a request never fails for the held guest's sake.
+   */
+  private async releaseHeld(held: MicroVm, config: MicroVmConfig, deps: MicroVmDeps): Promise<MicroVm> {
+    try {
+      await held.release();
+      return held;
+    } catch (err) {
+      this.log.warn({ fn: config.functionName, version: config.version, instance: held.id, err }, 'a held guest failed to start: booting a new one');
+      return MicroVm.boot(config, deps);
+    }
+  }
+
+  /** Whether NAME@VERSION still serves: its function's current version, or a pinned one with a pool. */
+  private serves(name: string, version: number): boolean {
+    const fn = this.functions.get(name);
+    return fn !== undefined && (fn.current.version === version || fn.pools.has(version));
   }
 
   /**
@@ -602,10 +622,11 @@ export class Platform {
     if (this.stopped) return;
     this.stopped = true;
     this.scaler?.stop();
+    const held = this.held.close();
     const pools = [...this.functions.values()].flatMap((fn) => [...fn.pools.values()]);
     await Promise.all(pools.map((p) => p.drain(this.config.shutdownGraceMs)));
     await Promise.allSettled([...this.locks.values()]);
-    await this.held.close();
+    await held;
     await this.jailer?.close();
     await this.logs.close();
     this.registry.close();

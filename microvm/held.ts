@@ -20,6 +20,8 @@ export interface HoldableVm {
 }
 
 export interface HeldGuestsOptions {
+  /** Held guests kept at most, over all keys (default 16). */
+  maxHeld?: number;
   /**
    * How long after keep() the guest is made (default 50 ms). Making one blocks the platform's
    * event loop for its spawn (~1-3 ms) and moves a process into cgroups, which waits for an RCU
@@ -41,10 +43,12 @@ export class HeldGuests<V extends HoldableVm = HoldableVm> {
   private readonly held = new Map<string, V>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly delayMs: number;
+  private readonly maxHeld: number;
   private closed = false;
 
   constructor(private readonly options: HeldGuestsOptions = {}) {
     this.delayMs = options.delayMs ?? 50;
+    this.maxHeld = options.maxHeld ?? 16;
   }
 
   /** The held guest for `key`, if one is alive (it is then no longer kept here). */
@@ -57,8 +61,12 @@ export class HeldGuests<V extends HoldableVm = HoldableVm> {
     return undefined;
   }
 
-  /** Keep one guest held for `key`, made by `make` after `delayMs` unless one is held or coming. */
-  keep(key: string, make: () => V, delayMs = this.delayMs, deferrals = 0): void {
+  /**
+   * Keep one guest held for `key`, made by `make` after `delayMs` unless one is held or coming
+   * (`make` may decline by returning undefined). At most `maxHeld` are kept: the one whose key was
+   * kept least recently goes first.
+   */
+  keep(key: string, make: () => V | undefined, delayMs = this.delayMs, deferrals = 0): void {
     if (this.closed || this.held.has(key) || this.timers.has(key)) return;
     const timer = setTimeout(() => {
       this.timers.delete(key);
@@ -67,14 +75,21 @@ export class HeldGuests<V extends HoldableVm = HoldableVm> {
         this.keep(key, make, delayMs, deferrals + 1);
         return;
       }
-      let vm: V;
+      let vm: V | undefined;
       try {
         vm = make();
       } catch (err) {
         this.options.log?.warn({ key, err }, 'could not hold a guest ahead of its request');
         return;
       }
+      if (!vm) return;
       this.held.set(key, vm);
+      // Over the cap: the least recently kept goes (a Map iterates in insertion order).
+      for (const [k, old] of this.held) {
+        if (this.held.size <= this.maxHeld) break;
+        this.held.delete(k);
+        void old.kill('too many held guests');
+      }
       // Gone while held (killed, or its jail failed): forget it; the next start makes another.
       vm.onExit(() => {
         if (this.held.get(key) === vm) this.held.delete(key);

@@ -110,6 +110,21 @@ describe('HeldGuests', () => {
     expect(made).toHaveLength(2);
   });
 
+  it('keeps at most maxHeld, the least recently made going first; a make may decline', () => {
+    const held = new HeldGuests<FakeVm>({ delayMs: 0, maxHeld: 2 });
+    for (const key of ['a@1', 'b@1', 'c@1']) {
+      held.keep(key, make(key));
+      vi.advanceTimersByTime(0);
+    }
+    expect(held.size).toBe(2);
+    expect(made.map((vm) => vm.killed)).toEqual(['too many held guests', undefined, undefined]);
+    expect(held.take('a@1')).toBeUndefined();
+    expect(held.take('b@1')).toBe(made[1]);
+    held.keep('d@1', () => undefined);
+    vi.advanceTimersByTime(0);
+    expect(held.size).toBe(1);
+  });
+
   it('logs and holds nothing when making one throws', () => {
     const warn = vi.fn();
     const held = new HeldGuests<FakeVm>({ delayMs: 0, log: { warn } as never });
