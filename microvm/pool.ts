@@ -137,6 +137,10 @@ export class Pool implements BudgetOwner {
   private standbyBooting = 0;
   private refillTimer: Timer | undefined;
   private draining = false;
+  /** drain() has stopped every microVM: one that finishes starting now is stopped at once. */
+  private drained = false;
+  /** Requests whose microVM is starting (no longer in `waiters`); a finished drain rejects them. */
+  private readonly bootWaiters = new Set<Waiter>();
   private readonly budget: MemoryBudget;
   /** The last start for a queued request found the memory budget full. */
   private memoryShort = false;
@@ -441,10 +445,17 @@ export class Pool implements BudgetOwner {
 
   private bootFor(waiter: Waiter | undefined, reservation: Reservation): void {
     this.booting++;
+    if (waiter) this.bootWaiters.add(waiter);
     const started = this.options.clock.monotonic();
     this.boot(reservation, waiter !== undefined).then(
       (entry) => {
         this.booting--;
+        if (waiter) this.bootWaiters.delete(waiter);
+        if (!entry) {
+          // Started after the drain had finished: its request, if any, was already refused.
+          this.pump();
+          return;
+        }
         if (waiter) {
           const info = entry.vm.bootInfo;
           waiter.resolve(entry, {
@@ -458,6 +469,7 @@ export class Pool implements BudgetOwner {
       },
       (err: unknown) => {
         this.booting--;
+        if (waiter) this.bootWaiters.delete(waiter);
         if (waiter) waiter.reject(err);
         else this.options.log.warn({ fn: this.spec.functionName, version: this.spec.version, err }, 'microVM failed to start');
         this.pump();
@@ -468,9 +480,10 @@ export class Pool implements BudgetOwner {
   /**
    * Start a microVM on memory already reserved for it; a claimed one is already counted busy for
    * the request that started it. Its reservation is released when it exits, or here if it never
-   * started.
+   * started. Undefined when the pool's drain finished while it started: it is stopped at once, as
+   * nothing else would ever use it or stop it.
    */
-  private async boot(reservation: Reservation, claimed: boolean, standby = false): Promise<Entry> {
+  private async boot(reservation: Reservation, claimed: boolean, standby = false): Promise<Entry | undefined> {
     const { spec, clock } = this.options;
     const config: MicroVmConfig = {
       id: `vm-${spec.functionName}-${spec.version}-${(++vmSeq).toString(36)}${Math.random().toString(36).slice(2, 6)}`,
@@ -491,6 +504,12 @@ export class Pool implements BudgetOwner {
     } catch (err) {
       this.budget.release(reservation);
       throw err;
+    }
+    if (this.drained) {
+      this.options.log.debug({ fn: spec.functionName, version: spec.version, instance: vm.id }, 'stopping microVM: it started after its pool was drained');
+      this.budget.release(reservation);
+      void vm.stop().catch(() => {});
+      return undefined;
     }
     const now = clock.now();
     const entry: Entry = {
@@ -603,6 +622,8 @@ export class Pool implements BudgetOwner {
       this.standbyBooting++;
       void this.startStandby(reservation).finally(() => {
         this.standbyBooting--;
+        // A drain waits for standbys being restored, which stop when they land.
+        if (this.draining) this.checkDrained();
       });
     }
   }
@@ -611,6 +632,11 @@ export class Pool implements BudgetOwner {
     let entry: Entry | undefined;
     try {
       entry = await this.boot(reservation, false, true);
+      if (!entry) return;
+      if (this.draining) {
+        await entry.vm.stop();
+        return;
+      }
       if (!entry.vm.pause) {
         this.options.log.warn({ fn: this.spec.functionName }, 'microVMs of this kind cannot be paused: no standby');
         await entry.vm.stop();
@@ -665,7 +691,11 @@ export class Pool implements BudgetOwner {
     }, STANDBY_REFILL_MS);
   }
 
-  /** Stop taking requests, let what is queued and in flight finish, then stop every microVM. */
+  /**
+   * Stop taking requests, let what is queued, starting and in flight finish, then stop every
+   * microVM. After `graceMs`, requests still queued or waiting for a start are refused, and a
+   * microVM still starting is stopped as soon as it is up.
+   */
   drain(graceMs: number): Promise<void> {
     this.draining = true;
     this.refillTimer?.cancel();
@@ -674,11 +704,13 @@ export class Pool implements BudgetOwner {
       const timer = this.options.clock.setTimeout(() => finish(), graceMs);
       const finish = () => {
         timer.cancel();
+        this.drained = true;
         this.idleListeners = [];
-        for (const w of this.waiters.splice(0)) {
+        for (const w of [...this.waiters.splice(0), ...this.bootWaiters]) {
           w.timer?.cancel();
           w.reject(new FnError('UNAVAILABLE', `${this.label} was stopped before a microVM was free`));
         }
+        this.bootWaiters.clear();
         this.budget.forget(this);
         const entries = [...this.entries.splice(0), ...this.standbys.splice(0)];
         for (const e of entries) {
@@ -693,7 +725,7 @@ export class Pool implements BudgetOwner {
   }
 
   private checkDrained(): void {
-    if (this.waiters.length > 0 || this.booting > 0) return;
+    if (this.waiters.length > 0 || this.booting > 0 || this.standbyBooting > 0) return;
     for (const e of this.entries) if (e.inflight > 0) return;
     const listeners = this.idleListeners;
     this.idleListeners = [];

@@ -4,11 +4,12 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../core/clock.js';
 import { silentLogger } from '../../core/log.js';
+import { MiB, MemoryBudget } from '../../core/budget.js';
 import { Pool, STANDBY_REFILL_MS, type PoolOptions, type PoolSpec } from '../../microvm/pool.js';
 import type { ConsoleRecord, InvokeRequest, MicroVmConfig } from '../../microvm/types.js';
 import { FakeVm } from '../helpers/fake-vm.js';
 
-function setup(spec: Partial<PoolSpec> = {}, options: { queueLength?: number; queueWaitMs?: number; recycle?: PoolOptions['recycle'] } = {}) {
+function setup(spec: Partial<PoolSpec> = {}, options: { queueLength?: number; queueWaitMs?: number; recycle?: PoolOptions['recycle']; budget?: MemoryBudget } = {}) {
   const clock = new FakeClock(1_000_000);
   const vms: FakeVm[] = [];
   const records: ConsoleRecord[] = [];
@@ -28,12 +29,26 @@ function setup(spec: Partial<PoolSpec> = {}, options: { queueLength?: number; qu
     queueWaitMs: options.queueWaitMs ?? 500,
     queueLength: options.queueLength ?? 10,
     ...(options.recycle ? { recycle: options.recycle } : {}),
+    ...(options.budget ? { budget: options.budget } : {}),
   });
   return { pool, clock, vms, records, holdBoots: (p: Promise<void>) => (bootGate = p) };
 }
 
 const req = (n = 0): InvokeRequest => ({ requestId: `r${n}`, method: 'GET', path: '/', query: '', headers: [], body: Buffer.alloc(0), sourceIp: '' });
 const flush = () => new Promise((r) => setImmediate(r));
+/** A gate for the fake factory: boots wait until it is opened. */
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((r) => (open = r));
+  return { promise, open };
+}
+/** Whether a promise has settled (without waiting for it). */
+async function settled(p: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  p.then(() => (done = true), () => (done = true));
+  await flush();
+  return done;
+}
 
 describe('Pool', () => {
   it('boots a microVM for the first request and reuses it warm', async () => {
@@ -248,5 +263,64 @@ describe('Pool', () => {
     await drained;
     expect(vms[0]!.stopped).toBe(true);
     clock.advance(10_000);
+  });
+
+  it('drain past its grace refuses the request whose microVM is still starting, and stops that microVM as soon as it is up', async () => {
+    const budget = new MemoryBudget({ budgetBytes: 1024 * MiB });
+    const { pool, vms, clock, holdBoots } = setup({}, { budget });
+    const boot = gate();
+    holdBoots(boot.promise);
+    const call = pool.invoke(req(0));
+    call.catch(() => {});
+    await flush();
+    expect(budget.reservedBytes).toBe(128 * MiB);
+    const drained = pool.drain(1000);
+    expect(await settled(drained)).toBe(false); // it waits for the start
+    clock.advance(1000); // the start outlasts the grace
+    await drained;
+    expect(await settled(call)).toBe(true); // refused now, not left waiting for the start
+    await expect(call).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    boot.open();
+    await flush();
+    expect(vms).toHaveLength(1);
+    expect(vms[0]!.stopped).toBe(true);
+    expect(vms[0]!.pending).toHaveLength(0);
+    expect(budget.reservedBytes).toBe(0);
+    expect(pool.instances()).toHaveLength(0);
+    expect(pool.counts()).toMatchObject({ starting: 0, busy: 0, idle: 0 });
+  });
+
+  it('drain past its grace stops a background start as soon as it is up', async () => {
+    const budget = new MemoryBudget({ budgetBytes: 1024 * MiB });
+    const { pool, vms, clock, holdBoots } = setup({ min: 1 }, { budget });
+    const boot = gate();
+    holdBoots(boot.promise);
+    pool.ensureMin();
+    await flush();
+    const drained = pool.drain(1000);
+    clock.advance(1000);
+    await drained;
+    boot.open();
+    await flush();
+    expect(vms.map((v) => v.stopped)).toEqual([true]);
+    expect(budget.reservedBytes).toBe(0);
+    expect(pool.instances()).toHaveLength(0);
+  });
+
+  it('drain waits for standbys being restored, which stop when they land', async () => {
+    const budget = new MemoryBudget({ budgetBytes: 1024 * MiB });
+    const { pool, vms, holdBoots } = setup({ standby: 1 }, { budget });
+    const boot = gate();
+    holdBoots(boot.promise);
+    pool.ensureMin();
+    await flush();
+    expect(pool.counts().starting).toBe(1);
+    const drained = pool.drain(5000);
+    expect(await settled(drained)).toBe(false);
+    boot.open();
+    await drained;
+    expect(vms.map((v) => v.stopped)).toEqual([true]);
+    expect(budget.reservedBytes).toBe(0);
+    expect(pool.instances()).toHaveLength(0);
   });
 });
