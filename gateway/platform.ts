@@ -364,7 +364,9 @@ export class Platform {
         settings,
         info: { style: boot.style, initMs: boot.initMs, snapshot },
       });
-      if (takesScaling) this.dropScaleOverride(name);
+      // Before the switch, without touching the pool being replaced: the new version's pool
+      // starts from its own settings.
+      if (takesScaling) this.dropScaleOverride(name, false);
       this.switchTo(name, version);
       this.log.info({ fn: name, version: version.version, unchanged, initMs: boot.initMs, snapshot: snapshot.status }, 'deployed');
       return this.deployResult(version, unchanged);
@@ -433,15 +435,18 @@ export class Platform {
     return { boot, snapshot: { status: 'none', reason } };
   }
 
-  /** Forget `fnctl scale`'s override of NAME; the current pool goes back to its version's scaling. */
-  private dropScaleOverride(name: string): void {
+  /**
+   * Forget `fnctl scale`'s override of NAME; with `apply`, the current pool goes back to its
+   * version's scaling (not when a new version is about to replace that pool).
+   */
+  private dropScaleOverride(name: string, apply = true): void {
     const fn = this.functions.get(name);
     const had = this.registry.clearScaling(name);
     if (!fn?.scaling && !had) return;
     if (fn) {
       fn.scaling = undefined;
       const { min, max, standby } = fn.current.settings;
-      fn.pools.get(fn.current.version)?.updateScaling({ min, max, standby });
+      if (apply) fn.pools.get(fn.current.version)?.updateScaling({ min, max, standby });
     }
     this.log.info({ fn: name }, 'the deploy sets min, max or standby: the override from fnctl scale is dropped');
   }
