@@ -25,6 +25,7 @@ import {
 } from './adapters.js';
 import { formatConsoleLine, installConsoleCapture } from './console.js';
 import { INIT_ERROR_MARKER, afterRestore, installHooksApi, prepareSnapshot, watchInit } from './hooks.js';
+import { ownsWebGlobals } from './web.js';
 
 const initStart = performance.now();
 
@@ -94,6 +95,16 @@ export function startGuest(mod: Record<string, unknown>): void {
  * only once serve() tracks env writes), and undici is not loaded.
  */
 function warmUp(): void {
+  // Only with our Request and Response: a function that replaced them would have its own code run here.
+  if (!ownsWebGlobals()) return;
+  try {
+    warmUpPaths();
+  } catch {
+    // Warming up is an optimisation: never a reason for a build to fail.
+  }
+}
+
+function warmUpPaths(): void {
   const meta: InvokeMeta = { requestId: 'warm-up', method: 'GET', path: '/warm-up', query: 'a=1', headers: ['host', 'localhost', 'accept', '*/*'], timeoutMs: 1000, sourceIp: '127.0.0.1' };
   const frames: Buffer[] = [];
   new FrameDecoder((frame) => frames.push(frame.payload)).push(Buffer.concat(encodeFrame(FrameType.INVOKE, 1, meta, Buffer.alloc(0), true)));

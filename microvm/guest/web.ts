@@ -121,6 +121,8 @@ function delegateRest(lightProto: object, realProto: object, real: (self: never)
   }
 }
 
+const INSPECT = Symbol.for('nodejs.util.inspect.custom');
+
 /** The Fetch standard's body methods; every other standard member of Request and Response is a getter. */
 const BODY_METHODS = new Set(['arrayBuffer', 'blob', 'bytes', 'clone', 'formData', 'json', 'text']);
 const REQUEST_MEMBERS = [
@@ -130,21 +132,23 @@ const REQUEST_MEMBERS = [
 const RESPONSE_MEMBERS = [...BODY_METHODS, 'type', 'url', 'redirected', 'status', 'ok', 'statusText', 'headers', 'body', 'bodyUsed'];
 
 /**
- * Until undici is loaded: on the Fn class's prototype, a stand-in for every standard member that
- * the light class does not have, which links the classes (loading undici) and asks again.
- * Returns the keys it defined, for unlink.
+ * Until undici is loaded: on the Fn class's prototype, a stand-in for every standard member, which
+ * links the classes (loading undici) and asks again. Returns the keys it defined, which the link
+ * deletes.
  */
-function standIns(fnProto: object, lightProto: object, members: readonly string[], name: string, link: () => void): PropertyKey[] {
+function standIns(fnProto: object, members: readonly string[], name: string, link: () => void): PropertyKey[] {
   const defined: PropertyKey[] = [Symbol.toStringTag];
   Object.defineProperty(fnProto, Symbol.toStringTag, { value: name, configurable: true });
-  for (const key of members) {
-    if (Object.prototype.hasOwnProperty.call(lightProto, key)) continue;
+  // Every standard member, those the light class has too (its own shadow them on light objects),
+  // so that `'status' in Response.prototype` holds as it does for the real one; and inspect, so
+  // that console.log of a light object shows what the real one would.
+  for (const key of [...members, INSPECT]) {
     defined.push(key);
-    if (BODY_METHODS.has(key)) {
+    if (BODY_METHODS.has(key as string) || key === INSPECT) {
       Object.defineProperty(fnProto, key, {
         configurable: true,
         writable: true,
-        value: function (this: Record<string, (...a: unknown[]) => unknown>, ...args: unknown[]) {
+        value: function (this: Record<PropertyKey, (...a: unknown[]) => unknown>, ...args: unknown[]) {
           link();
           return this[key]!(...args);
         },
@@ -152,7 +156,7 @@ function standIns(fnProto: object, lightProto: object, members: readonly string[
     } else {
       Object.defineProperty(fnProto, key, {
         configurable: true,
-        get(this: Record<string, unknown>) {
+        get(this: Record<PropertyKey, unknown>) {
           link();
           return this[key];
         },
@@ -200,7 +204,7 @@ function linker<C extends object & { prototype: object }>(load: () => C, real: (
       Object.setPrototypeOf(lightProto, Fn.prototype);
       Object.defineProperty(lightProto, 'constructor', { value: Fn, writable: true, configurable: true, enumerable: false });
       Object.defineProperty(Fn, 'name', { value: name });
-      defined = standIns(Fn.prototype, lightProto, members, name, () => link.native());
+      defined = standIns(Fn.prototype, members, name, () => link.native());
     },
   };
   return link;
@@ -753,21 +757,36 @@ export function nativeWebClasses(): { Request: RequestCtor; Response: ResponseCt
   return { Request: loadRequestClasses().native(), Response: loadResponseClasses().native() };
 }
 
+/** Our lazy getters of Request and Response (see defineLazy), to tell them from the function's. */
+const lazyGetters = new Set<unknown>();
+
 function defineLazy(name: 'Request' | 'Response', desc: PropertyDescriptor, make: () => unknown): void {
   const enumerable = desc.enumerable ?? false;
   const settle = (value: unknown): void => {
     Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable });
   };
+  const get = (): unknown => {
+    const value = make();
+    settle(value);
+    return value;
+  };
+  lazyGetters.add(get);
   Object.defineProperty(globalThis, name, {
     configurable: true,
     enumerable,
-    get() {
-      const value = make();
-      settle(value);
-      return value;
-    },
+    get,
     set(value: unknown) {
       settle(value);
     },
   });
+}
+
+/** Whether globalThis.Request and Response are still this module's: the function has not replaced them. */
+export function ownsWebGlobals(): boolean {
+  if (!installed) return false;
+  const ours = (name: 'Request' | 'Response', fn: unknown): boolean => {
+    const d = Object.getOwnPropertyDescriptor(globalThis, name);
+    return d !== undefined && (lazyGetters.has(d.get) || (fn !== undefined && d.value === fn));
+  };
+  return ours('Request', requestClasses?.Fn) && ours('Response', responseClasses?.Fn);
 }

@@ -1,5 +1,6 @@
 // The guest's Request and Response before undici is loaded (microvm/guest/web.ts): a file of its
 // own, so that nothing has linked the classes yet. One test, in order, because linking is for good.
+import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { buildRequest } from '../../microvm/guest/adapters.js';
 import { LightRequest, LightResponse } from '../../microvm/guest/web.js';
@@ -18,11 +19,16 @@ describe('Request and Response before undici is loaded', () => {
     expect(res).toBeInstanceOf(Response);
     expect(Object.prototype.toString.call(res)).toBe('[object Response]');
     expect({}).not.toBeInstanceOf(Response);
+    // Feature detection sees the standard members, as on the real classes.
+    for (const m of ['status', 'headers', 'json', 'ok']) expect(m in Response.prototype).toBe(true);
+    for (const m of ['method', 'url', 'signal', 'formData']) expect(m in Request.prototype).toBe(true);
     expect(Object.create(null)).not.toBeInstanceOf(Request);
     // A subclass made now, before the link, still works once constructed.
     class Tagged extends Response {
       tag = 'mine';
     }
+    // Inspecting links (as console.log would), and shows what the real object would.
+    expect(inspect(new Response('shown', { status: 203 }))).toMatch(/^Response \{[\s\S]*status: 203/);
     // A stand-in links (this loads undici) and answers as the real member would.
     expect(await req.text()).toBe('body');
     expect(res.headers.get('x-a')).toBe('1');
