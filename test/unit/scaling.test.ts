@@ -14,7 +14,7 @@ const flush = () => new Promise((r) => setImmediate(r));
 function setup() {
   const clock = new FakeClock(1_700_000_000_000);
   const vms: FakeVm[] = [];
-  const lines: { msg: string }[] = [];
+  const lines: { msg: string; level: number; err?: { message: string }; fn?: string }[] = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
   let gate: Promise<void> = Promise.resolve();
   const pool = new Pool({
@@ -80,5 +80,49 @@ describe('ScaleLoop', () => {
     }
     expect(vms.filter((v) => !v.stopped)).toHaveLength(1);
     expect(pool.instances()).toHaveLength(1);
+  });
+
+  it('keeps ticking after a tick throws, and logs the error', async () => {
+    const { clock, pool, lines } = setup();
+    const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    let calls = 0;
+    const loop = new ScaleLoop(
+      () => {
+        if (++calls === 1) throw new Error('pools unreadable');
+        return [pool];
+      },
+      clock,
+      log,
+    );
+    loop.start();
+    expect(() => clock.advance(2000)).not.toThrow();
+    const failed = lines.find((l) => l.msg.startsWith('autoscaler: tick failed'));
+    expect(failed?.err?.message).toBe('pools unreadable');
+    clock.advance(2000);
+    expect(calls).toBe(2);
+    clock.advance(2000);
+    expect(calls).toBe(3);
+    loop.stop();
+    clock.advance(10_000);
+    expect(calls).toBe(3);
+  });
+
+  it('a pool that throws is logged and skipped; the others are still scaled', async () => {
+    const { clock, pool, lines } = setup();
+    const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const broken = {
+      functionName: 'broken',
+      version: 3,
+      observe: () => {
+        throw new Error('observe failed');
+      },
+    } as unknown as Pool;
+    const loop = new ScaleLoop(() => [broken, pool], clock, log);
+    clock.advance(2000);
+    const decisions = loop.tick();
+    expect(decisions.has(pool)).toBe(true);
+    expect(decisions.has(broken)).toBe(false);
+    const failed = lines.find((l) => l.msg === 'autoscaler: scaling this function failed');
+    expect(failed).toMatchObject({ fn: 'broken', err: { message: 'observe failed' } });
   });
 });
