@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createLogger, type Logger } from '../core/log.js';
 import { toFnError } from '../core/errors.js';
+import { machineMemory } from '../core/config.js';
 import { Gateway } from '../gateway/server.js';
 import { packageFunction } from '../functions/package.js';
 import { CliError, gatewayFile } from './client.js';
@@ -90,7 +91,8 @@ export async function up(options: UpOptions): Promise<void> {
   console.log(`  control API token in ${file}`);
   const { budgetBytes } = gateway.platform.budget;
   const { memoryBudgetMiB, overcommit } = gateway.config;
-  console.log(`  memory budget: ${Math.floor(budgetBytes / (1024 * 1024))} MiB for microVMs (${memoryBudgetMiB !== undefined ? '--memory-budget' : `machine memory × ${overcommit}`})`);
+  const budgetBase = machineMemory().source === 'limit' ? "this process's memory limit (cgroup)" : 'machine memory';
+  console.log(`  memory budget: ${Math.floor(budgetBytes / (1024 * 1024))} MiB for microVMs (${memoryBudgetMiB !== undefined ? '--memory-budget' : `${budgetBase} × ${overcommit}`})`);
 
   let stopping = false;
   const stop = (signal: string) => {

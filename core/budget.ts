@@ -1,7 +1,8 @@
 // The host's memory budget: the memory limits of every running microVM (starting, idle, busy or
-// paused on standby) add up to at most `budgetBytes`, the machine's memory × the overcommit ratio
-// or a set figure. A microVM reserves its limit before it is started and gives it back when it
-// exits, whatever the reason (stop, eviction, crash, timeout kill).
+// paused on standby) add up to at most `budgetBytes`, the machine's memory (or the process's
+// memory limit in a container, when lower) × the overcommit ratio, or a set figure. A microVM
+// reserves its limit before it is started and gives it back when it exits, whatever the reason
+// (stop, eviction, crash, timeout kill).
 //
 // When a start for a waiting request finds the budget full, idle microVMs of other pools (other
 // functions, or other versions of the same function) are evicted least recently used first,

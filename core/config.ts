@@ -69,8 +69,9 @@ export const PlatformConfigSchema = z
     /** auto: the strongest jail this machine offers (fnctl doctor); none: plain processes. */
     isolation: z.enum(['auto', 'none'], { error: 'must be one of auto, none' }),
     /**
-     * The host memory budget is the machine's memory × this ratio: the memory limits of all
-     * running microVMs (starting, idle, busy, paused) add up to no more. Above 1 overcommits.
+     * The host memory budget is the machine's memory (or this process's memory limit, when lower,
+     * as in a container) × this ratio: the memory limits of all running microVMs (starting, idle,
+     * busy, paused) add up to no more. Above 1 overcommits.
      */
     overcommit: z.number({ error: OVERCOMMIT_RULE }).gt(0, { error: OVERCOMMIT_RULE }).max(100, { error: OVERCOMMIT_RULE }),
     /** The budget in MiB, when set: replaces the machine's memory × overcommit. */
@@ -107,8 +108,34 @@ export function platformConfig(overlay: Partial<PlatformConfig> = {}): PlatformC
   return validate(PlatformConfigSchema, { ...platformDefaults, ...defined }, { what: 'platform config' });
 }
 
-/** The host memory budget in bytes: memoryBudgetMiB when set, else the machine's memory × overcommit. */
-export function memoryBudgetBytes(config: Pick<PlatformConfig, 'overcommit' | 'memoryBudgetMiB'>, machineBytes = totalmem()): number {
+/** The memory this process may use, and where that figure came from. */
+export interface MachineMemory {
+  bytes: number;
+  /** 'limit': a memory limit on this process (a container's cgroup) below the machine's memory. */
+  source: 'machine' | 'limit';
+}
+
+/**
+ * The machine's memory, or the limit on this process's memory when there is one below it: in a
+ * container os.totalmem() is the host's memory. process.constrainedMemory() returns 0 (or
+ * undefined) without a limit, and with cgroup v2's "max" a huge number (~1.8e19): anything at
+ * or above the machine's memory counts as no limit.
+ */
+export function machineMemory(
+  total: number = totalmem(),
+  constrained: number | undefined = process.constrainedMemory?.(),
+): MachineMemory {
+  if (constrained !== undefined && Number.isFinite(constrained) && constrained > 0 && constrained < total) {
+    return { bytes: constrained, source: 'limit' };
+  }
+  return { bytes: total, source: 'machine' };
+}
+
+/**
+ * The host memory budget in bytes: memoryBudgetMiB when set, else the machine's memory (or this
+ * process's memory limit, when lower) × overcommit.
+ */
+export function memoryBudgetBytes(config: Pick<PlatformConfig, 'overcommit' | 'memoryBudgetMiB'>, machineBytes = machineMemory().bytes): number {
   if (config.memoryBudgetMiB !== undefined) return config.memoryBudgetMiB * MiB;
   return Math.floor(machineBytes * config.overcommit);
 }
