@@ -39,6 +39,16 @@ async function readCounters(platform: PlatformTarget, functions: ReadonlySet<str
   }
 }
 
+/**
+ * This run's share of a counter: AFTER − BEFORE; null when either read failed (a missing BEFORE
+ * would make AFTER, the platform's lifetime total, pass for this run's), or the platform does not
+ * export it. A counter whose function had no sample yet before the run counts from 0.
+ */
+export function counterDelta(before: MetricSum | undefined, after: MetricSum | undefined): number | null {
+  if (!after || before === undefined) return null;
+  return Math.max(0, after.sum - (before?.sum ?? 0));
+}
+
 export type CloseParts = Pick<ReportParts, 'options' | 'ratios' | 'counters'>;
 
 export class Session {
@@ -114,16 +124,17 @@ export class Session {
     const durationMs = this.timeline.elapsedMs();
     const timeline = await this.timeline.stop();
     const after = await readCounters(this.env.platform, this.functions);
-    const delta = (k: keyof Counters) => {
-      const a = after?.[k];
-      return a ? Math.max(0, a.sum - (this.before?.[k]?.sum ?? 0)) : null;
-    };
+    const delta = (k: keyof Counters) => counterDelta(this.before?.[k], after?.[k]);
     let microvmsStarted = delta('starts');
     if (!after?.starts?.samples) {
       // A platform that does not count starts (or not yet for these functions): every response
       // that started cold or restored started one microVM on demand.
       microvmsStarted = this.recorder.startedOnDemand();
       this.notes.push('microVMs started: counted from cold and restore responses (fnctl_microvm_starts_total has no samples for these functions)');
+    }
+    if (after && !this.before) {
+      // The counts after the run alone are the platform's lifetime totals, not this run's.
+      this.notes.push(`GET /metrics could not be read before the run: ${after.starts?.samples ? 'microVMs started and evictions are' : 'evictions are'} not counted`);
     }
     if (!after) this.notes.push('GET /metrics could not be read: evictions are not counted');
     else if (after.evictions === null) this.notes.push('the platform exports no fnctl_evictions_total (no memory budget): evictions are not counted');
