@@ -6,9 +6,9 @@ import type { Command } from 'commander';
 import { CliError, api, findTarget, type Target, type TargetOptions } from './client.js';
 
 export const SCENARIO_NAMES = ['warm', 'cold', 'burst', 'ramp', 'mixed'] as const;
-type ScenarioName = (typeof SCENARIO_NAMES)[number];
+export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
-interface LoadFlags {
+export interface LoadFlags {
   fn?: string[];
   connections?: string;
   duration?: string;
@@ -20,10 +20,13 @@ interface LoadFlags {
   html?: string;
 }
 
-/** Per scenario: default connections and seconds, and the options only it takes. */
-const DEFAULTS: Record<ScenarioName, { connections: number; durationS: number; own: (keyof LoadFlags)[] }> = {
+/**
+ * Per scenario: default connections and seconds, and the options only it takes. cold has neither
+ * connections nor a duration: it sends one request at a time, `--samples` times.
+ */
+const DEFAULTS: Record<ScenarioName, { connections?: number; durationS?: number; own: (keyof LoadFlags)[] }> = {
   warm: { connections: 50, durationS: 10, own: ['rounds'] },
-  cold: { connections: 1, durationS: 1, own: ['samples'] },
+  cold: { own: ['samples'] },
   burst: { connections: 100, durationS: 10, own: [] },
   ramp: { connections: 50, durationS: 21, own: [] },
   mixed: { connections: 10, durationS: 20, own: ['functions', 'zipf'] },
@@ -65,18 +68,37 @@ function chooseFunctions(scenario: ScenarioName, flags: LoadFlags, deployed: Set
   return ['hello'];
 }
 
-async function runScenario(scenario: ScenarioName, flags: LoadFlags, target: Target): Promise<void> {
+export interface LoadSettings {
+  connections: number;
+  durationS: number;
+  samples: number;
+  rounds: number;
+  /** mixed: copies of hello. */
+  count: number;
+  zipf: number;
+}
+
+/** The scenario's settings from its flags; a CliError (one line) for a bad value or an option it does not take. */
+export function loadSettings(scenario: ScenarioName, flags: LoadFlags): LoadSettings {
   const defaults = DEFAULTS[scenario];
   for (const key of SCENARIO_ONLY) {
     if (flags[key] !== undefined && !defaults.own.includes(key)) throw new CliError(`--${key} is not an option of ${scenario}`);
   }
-  const connections = wholeFlag('connections', flags.connections, defaults.connections);
-  const durationS = positiveFlag('duration', flags.duration, defaults.durationS);
-  const samples = wholeFlag('samples', flags.samples, 10);
-  const rounds = wholeFlag('rounds', flags.rounds, 2);
-  const count = wholeFlag('functions', flags.functions, 50, 2);
-  const zipf = positiveFlag('zipf', flags.zipf, 1);
+  if (flags.connections !== undefined && defaults.connections === undefined) throw new CliError(`--connections is not an option of ${scenario}`);
+  if (flags.duration !== undefined && defaults.durationS === undefined) throw new CliError(`--duration is not an option of ${scenario}`);
   if (flags.json === '' || flags.html === '') throw new CliError('--json and --html need a file name (--json - for stdout)');
+  return {
+    connections: wholeFlag('connections', flags.connections, defaults.connections ?? 1),
+    durationS: positiveFlag('duration', flags.duration, defaults.durationS ?? 1),
+    samples: wholeFlag('samples', flags.samples, 10),
+    rounds: wholeFlag('rounds', flags.rounds, 2),
+    count: wholeFlag('functions', flags.functions, 50, 2),
+    zipf: positiveFlag('zipf', flags.zipf, 1),
+  };
+}
+
+async function runScenario(scenario: ScenarioName, flags: LoadFlags, target: Target): Promise<void> {
+  const { connections, durationS, samples, rounds, count, zipf } = loadSettings(scenario, flags);
 
   const { functions: listed } = await api<{ functions: Listed[] }>(target, 'GET', '/api/functions');
   let functions = chooseFunctions(scenario, flags, new Set(listed.map((f) => f.name)), target.url);
@@ -131,8 +153,8 @@ export function registerLoad(program: Command, targetOptions: (cmd: Command) => 
     .description('run a load scenario against the platform and report latency by start type')
     .argument('<scenario>', SCENARIO_NAMES.join(' | '))
     .option('--fn <name>', 'function to load (repeatable, or NAME,NAME; default: hello, or copies of it for mixed)', (v: string, prev: string[] = []) => [...prev, v])
-    .option('--connections <n>', 'concurrent connections; the peak for ramp (default: warm 50, burst 100, ramp 50, mixed 10)')
-    .option('--duration <seconds>', 'seconds of load: per run for warm, in all for the others (default: warm 10, burst 10, ramp 21, mixed 20)')
+    .option('--connections <n>', 'concurrent connections; the peak for ramp (default: warm 50, burst 100, ramp 50, mixed 10; not for cold)')
+    .option('--duration <seconds>', 'seconds of load: per run for warm, in all for the others (default: warm 10, burst 10, ramp 21, mixed 20; not for cold)')
     .option('--rounds <n>', 'warm: alternating rounds of each target and the baseline (default 2)')
     .option('--samples <n>', 'cold: starts from zero per function (default 10)')
     .option('--functions <n>', 'mixed: copies of hello to deploy and load, mixed-00… (default 50)')

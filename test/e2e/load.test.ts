@@ -53,6 +53,8 @@ describe('fnctl load', () => {
       [['load', 'burst', '--duration', 'soon'], /--duration = "soon": must be a positive number/],
       [['load', 'cold', '--fn', 'nope'], /function "nope" is not deployed/],
       [['load', 'cold', '--rounds', '2'], /--rounds is not an option of cold/],
+      [['load', 'cold', '--connections', '4'], /--connections is not an option of cold/],
+      [['load', 'cold', '--duration', '2'], /--duration is not an option of cold/],
     ];
     const results = await Promise.all(cases.map(([args]) => platform.fnctl(args)));
     results.forEach((r, i) => {
