@@ -2,7 +2,7 @@
 // own, in the same run. Targets alternate within a round and the order is reversed every other
 // round, so a slow spell on this shared machine does not always land on the same target. A short
 // warm-up (not recorded) starts the microVMs first.
-import type { LoadReport } from '../report/schema.js';
+import type { ClassStats, LoadReport } from '../report/schema.js';
 import { ratio } from '../report/build.js';
 import { startBareServer } from '../processes.js';
 import { drive, type DriveResult } from '../run.js';
@@ -20,6 +20,44 @@ export interface WarmOptions {
 }
 
 export const BARE = 'bare node:http';
+
+/** 2xx responses per second over the time the class was loaded (its rps counts every response). */
+export function okRps(c: ClassStats): number {
+  return c.requests > 0 ? (c.rps * c.ok) / c.requests : 0;
+}
+
+/**
+ * Each function's warm throughput and p99 against the baseline's, and notes with the same per
+ * round. Throughput is 2xx responses per second: a failed response that carries x-fn-start: warm
+ * (a function error, a timeout) is no throughput.
+ */
+export function warmRatios(classes: ClassStats[], functions: string[], byRound: Map<string, DriveResult>[]): { ratios: LoadReport['ratios']; notes: string[] } {
+  const base = classes.find((c) => c.target === BARE);
+  const ratios = [];
+  const notes: string[] = [];
+  for (const fn of functions) {
+    const c = classes.find((k) => k.target === fn && k.start === 'warm');
+    if (!c) {
+      notes.push(`${fn}: no warm responses, so no ratio to the baseline`);
+      continue;
+    }
+    if (!base || base.ok === 0) {
+      notes.push(`${fn}: no successful baseline responses, so no ratio to the baseline`);
+      continue;
+    }
+    ratios.push(ratio(`${fn} warm throughput / ${BARE}`, okRps(c) / okRps(base), '≥ 0.5'));
+    if (c.latencyMs && base.latencyMs) ratios.push(ratio(`${fn} warm p99 / ${BARE} p99`, c.latencyMs.p99 / base.latencyMs.p99, '≤ 2'));
+    const each = byRound.map((r, i) => {
+      const f = r.get(fn);
+      const b = r.get(BARE);
+      if (!f || !b) return `round ${i + 1} -`;
+      const p99 = f.latencyMs && b.latencyMs ? `${(f.latencyMs.p99 / b.latencyMs.p99).toFixed(2)}×` : '-';
+      return `round ${i + 1} ${(f.okRps / b.okRps).toFixed(2)}/${p99}`;
+    });
+    notes.push(`${fn} by round, throughput/p99 to ${BARE} (2xx of any start): ${each.join(', ')}`);
+  }
+  return { ratios, notes };
+}
 
 export async function warm(env: ScenarioEnv, opts: WarmOptions): Promise<LoadReport> {
   const bare = await startBareServer();
@@ -45,25 +83,8 @@ export async function warm(env: ScenarioEnv, opts: WarmOptions): Promise<LoadRep
         }
         byRound.push(results);
       }
-      const classes = session.recorder.stats();
-      const base = classes.find((c) => c.target === BARE);
-      const ratios = [];
-      for (const fn of opts.functions) {
-        const c = classes.find((k) => k.target === fn && k.start === 'warm');
-        if (!c || !base) {
-          session.notes.push(`${fn}: no warm responses, so no ratio to the baseline`);
-          continue;
-        }
-        ratios.push(ratio(`${fn} warm throughput / ${BARE}`, c.rps / base.rps, '≥ 0.5'));
-        if (c.latencyMs && base.latencyMs) ratios.push(ratio(`${fn} warm p99 / ${BARE} p99`, c.latencyMs.p99 / base.latencyMs.p99, '≤ 2'));
-        const each = byRound.map((r, i) => {
-          const f = r.get(fn)!;
-          const b = r.get(BARE)!;
-          const p99 = f.latencyMs && b.latencyMs ? `${(f.latencyMs.p99 / b.latencyMs.p99).toFixed(2)}×` : '-';
-          return `round ${i + 1} ${(f.okRps / b.okRps).toFixed(2)}/${p99}`;
-        });
-        session.notes.push(`${fn} by round, throughput/p99 to ${BARE} (2xx of any start): ${each.join(', ')}`);
-      }
+      const { ratios, notes } = warmRatios(session.recorder.stats(), opts.functions, byRound);
+      session.notes.push(...notes);
       return {
         options: { functions: opts.functions, connections: opts.connections, durationS: opts.durationS, rounds: opts.rounds, warmupS },
         ratios,

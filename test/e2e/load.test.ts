@@ -72,7 +72,8 @@ describe('fnctl load', () => {
     expect(warm.ok).toBeGreaterThan(0);
     expect(warm.latencyMs!.p99).toBeGreaterThan(0);
     expect(report.ratios.map((r) => r.name)).toEqual(['hello warm throughput / bare node:http', 'hello warm p99 / bare node:http p99']);
-    expect(report.ratios[0]!.value).toBeCloseTo(warm.rps / bare.rps, 10);
+    // Throughput is 2xx responses per second.
+    expect(report.ratios[0]!.value).toBeCloseTo(((warm.rps * warm.ok) / warm.requests) / ((bare.rps * bare.ok) / bare.requests), 10);
     expect(report.options).toMatchObject({ functions: ['hello'], connections: 4, durationS: 0.5, rounds: 2 });
     expect(report.timeline.length).toBeGreaterThan(2);
     expect(report.timeline.some((p) => p.connections === 4)).toBe(true);
