@@ -35,6 +35,21 @@ export async function deployCopies(platform: PlatformTarget, names: string[], se
   return missing.length;
 }
 
+/**
+ * The note on requests sent per function: the five functions that got the most (in the order of
+ * their counts, which a Zipf draw need not follow), their share, and how many got none.
+ */
+export function sentNote(functions: string[], sent: number[], shown = 5): string {
+  const total = sent.reduce((a, b) => a + b, 0) || 1;
+  const top = sent
+    .map((count, k) => ({ fn: functions[k]!, count, k }))
+    .sort((a, b) => b.count - a.count || a.k - b.k)
+    .slice(0, shown)
+    .map((f) => `${f.fn} ${((100 * f.count) / total).toFixed(1)}%`);
+  const untouched = sent.filter((c) => c === 0).length;
+  return `requests sent by function (most requests first): ${top.join(', ')}${functions.length > shown ? ', …' : ''}; ${untouched} of ${functions.length} functions got none`;
+}
+
 export interface MixedOptions {
   functions: string[];
   connections: number;
@@ -68,13 +83,7 @@ export async function mixed(env: ScenarioEnv, opts: MixedOptions): Promise<LoadR
       },
     });
     session.connections = 0;
-    const total = sent.reduce((a, b) => a + b, 0) || 1;
-    const top = sent
-      .map((count, k) => ({ fn: opts.functions[k]!, count }))
-      .slice(0, 5)
-      .map((f) => `${f.fn} ${((100 * f.count) / total).toFixed(1)}%`);
-    const untouched = sent.filter((c) => c === 0).length;
-    session.notes.push(`requests sent by function (most popular first): ${top.join(', ')}${n > 5 ? ', …' : ''}; ${untouched} of ${n} functions got none`);
+    session.notes.push(sentNote(opts.functions, sent));
     return { options: { functions: opts.functions, connections: opts.connections, durationS: opts.durationS, zipf: s } };
   });
 }
