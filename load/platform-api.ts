@@ -11,17 +11,37 @@ export interface PlatformTarget {
   token: string;
 }
 
-async function call(target: PlatformTarget, method: 'GET' | 'POST' | 'DELETE', pathname: string, body?: unknown): Promise<unknown> {
-  const res = await request(`${target.url}${pathname}`, {
-    method,
+/**
+ * How long a read during a run may take (the microVM state for the timeline, /metrics for the
+ * counters, the function list): a stalled platform must not hang a run's end, whose timeline
+ * waits for the read under way.
+ */
+export const READ_TIMEOUT_MS = 5_000;
+/** Deploys (init, snapshot) and stopping microVMs take longer. */
+const CHANGE_TIMEOUT_MS = 120_000;
+
+/** GET, POST or DELETE on the platform: the response's body text and status, within TIMEOUT_MS in all. */
+async function fetchText(url: string, method: 'GET' | 'POST' | 'DELETE', timeoutMs: number, init: { headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; text: string }> {
+  const what = `${method} ${new URL(url).pathname}`;
+  try {
+    // The signal bounds the whole exchange, body included (undici's own timeouts are per phase).
+    const res = await request(url, { method, ...init, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
+    return { status: res.statusCode, text: await res.body.text() };
+  } catch (err) {
+    if ((err as Error).name === 'TimeoutError') {
+      throw new Error(`${what}: no answer within ${timeoutMs / 1000} s`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+async function call(target: PlatformTarget, method: 'GET' | 'POST' | 'DELETE', pathname: string, body?: unknown, timeoutMs = CHANGE_TIMEOUT_MS): Promise<unknown> {
+  const res = await fetchText(`${target.url}${pathname}`, method, timeoutMs, {
     headers: { authorization: `Bearer ${target.token}`, 'content-type': 'application/json' },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    headersTimeout: 120_000,
-    bodyTimeout: 120_000,
   });
-  const text = await res.body.text();
-  if (res.statusCode >= 300) throw new Error(`${method} ${pathname} failed (${res.statusCode}): ${text}`);
-  return JSON.parse(text);
+  if (res.status >= 300) throw new Error(`${method} ${pathname} failed (${res.status}): ${res.text}`);
+  return JSON.parse(res.text);
 }
 
 /** The bundle of FILE (relative to the repo root), base64, ready to deploy under any name. */
@@ -50,8 +70,8 @@ export interface ListedFunction {
   instances: { starting: number; idle: number; busy: number; queued: number; paused?: number };
 }
 
-export async function listFunctions(target: PlatformTarget): Promise<ListedFunction[]> {
-  return ((await call(target, 'GET', '/api/functions')) as { functions: ListedFunction[] }).functions;
+export async function listFunctions(target: PlatformTarget, timeoutMs = READ_TIMEOUT_MS): Promise<ListedFunction[]> {
+  return ((await call(target, 'GET', '/api/functions', undefined, timeoutMs)) as { functions: ListedFunction[] }).functions;
 }
 
 export interface MicrovmState {
@@ -60,9 +80,9 @@ export interface MicrovmState {
 }
 
 /** The microVMs of NAMES by state and their queued requests, summed; functions not listed count nothing. */
-export async function microvmState(target: PlatformTarget, names: ReadonlySet<string>): Promise<MicrovmState> {
+export async function microvmState(target: PlatformTarget, names: ReadonlySet<string>, timeoutMs = READ_TIMEOUT_MS): Promise<MicrovmState> {
   const state: MicrovmState = { microvms: { starting: 0, idle: 0, busy: 0, paused: 0 }, queued: 0 };
-  for (const f of await listFunctions(target)) {
+  for (const f of await listFunctions(target, timeoutMs)) {
     if (!names.has(f.name)) continue;
     state.microvms.starting += f.instances.starting;
     state.microvms.idle += f.instances.idle;
@@ -73,12 +93,11 @@ export async function microvmState(target: PlatformTarget, names: ReadonlySet<st
   return state;
 }
 
-/** GET /metrics, the Prometheus text. */
-export async function scrapeMetrics(target: PlatformTarget): Promise<string> {
-  const res = await request(`${target.url}/metrics`);
-  const text = await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`GET /metrics failed (${res.statusCode})`);
-  return text;
+/** GET /metrics, the Prometheus text, within TIMEOUT_MS. */
+export async function scrapeMetrics(target: PlatformTarget, timeoutMs = READ_TIMEOUT_MS): Promise<string> {
+  const res = await fetchText(`${target.url}/metrics`, 'GET', timeoutMs);
+  if (res.status !== 200) throw new Error(`GET /metrics failed (${res.status})`);
+  return res.text;
 }
 
 /**
