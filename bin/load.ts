@@ -99,15 +99,18 @@ export function loadSettings(scenario: ScenarioName, flags: LoadFlags): LoadSett
 
 async function runScenario(scenario: ScenarioName, flags: LoadFlags, target: Target): Promise<void> {
   const { connections, durationS, samples, rounds, count, zipf } = loadSettings(scenario, flags);
+  const outputs = { ...(flags.json !== undefined ? { json: flags.json } : {}), ...(flags.html !== undefined ? { html: flags.html } : {}) };
+  const { checkOutputs, writeOutputs } = await import('../load/report/output.js');
+  try {
+    checkOutputs(outputs);
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
 
   const { functions: listed } = await api<{ functions: Listed[] }>(target, 'GET', '/api/functions');
   let functions = chooseFunctions(scenario, flags, new Set(listed.map((f) => f.name)), target.url);
 
-  const [{ formatReport }, { writeOutputs }, { progressDisplay }] = await Promise.all([
-    import('../load/report/text.js'),
-    import('../load/report/output.js'),
-    import('../load/progress.js'),
-  ]);
+  const [{ formatReport }, { progressDisplay }] = await Promise.all([import('../load/report/text.js'), import('../load/progress.js')]);
   const toStdout = flags.json !== '-';
   const say = (line: string) => (toStdout ? process.stdout : process.stderr).write(`${line}\n`);
 
@@ -143,9 +146,9 @@ async function runScenario(scenario: ScenarioName, flags: LoadFlags, target: Tar
     progress.stop();
   }
   say(formatReport(report));
-  await writeOutputs(report, { ...(flags.json !== undefined ? { json: flags.json } : {}), ...(flags.html !== undefined ? { html: flags.html } : {}) });
-  if (flags.json && flags.json !== '-') say(`wrote ${flags.json}`);
-  if (flags.html) say(`wrote ${flags.html}`);
+  const { written, errors } = await writeOutputs(report, outputs);
+  for (const file of written) say(`wrote ${file}`);
+  if (errors.length > 0) throw new CliError(errors.join('; '));
 }
 
 export function registerLoad(program: Command, targetOptions: (cmd: Command) => Command, globals: (cmd: Command) => TargetOptions): void {

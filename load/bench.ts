@@ -8,7 +8,7 @@ import type { LoadReport } from './report/schema.js';
 import { LoadReportSchema } from './report/schema.js';
 import { ratio } from './report/build.js';
 import { formatReport, table } from './report/text.js';
-import { writeOutputs, type OutputOptions } from './report/output.js';
+import { checkOutputs, writeOutputs, type OutputOptions } from './report/output.js';
 import { startPlatform, upAccepts, type RunningPlatform } from './processes.js';
 import { deployExample } from './platform-api.js';
 import { jailCost, standbyVsWarm, type ColdSeries } from './jail-standby.js';
@@ -41,6 +41,7 @@ function atLeastTwo(value: string): number {
 
 /** Starts a platform, runs SCENARIO on it, prints the report and writes --json/--html. */
 async function bench(out: OutputOptions, scenario: (env: ScenarioEnv, platform: RunningPlatform) => Promise<LoadReport>, platformArgs: string[] = []): Promise<LoadReport> {
+  checkOutputs(out);
   const platform = await startPlatform({ args: platformArgs });
   let report: LoadReport;
   const progress = progressDisplay();
@@ -51,7 +52,9 @@ async function bench(out: OutputOptions, scenario: (env: ScenarioEnv, platform: 
     await platform.stop();
   }
   console.log(formatReport(report));
-  await writeOutputs(report, out);
+  const { written, errors } = await writeOutputs(report, out);
+  for (const file of written) console.log(`wrote ${file}`);
+  if (errors.length > 0) throw new Error(errors.join('; '));
   return report;
 }
 
@@ -150,14 +153,20 @@ program
   .description("the jail's cost: hello restore and cold boot on a jailed platform vs one without, same run")
   .option('--samples <n>', 'starts per series', positive, 15)
   .option('--json <file>', 'write the results as JSON')
-  .action(async (opts: { samples: number; json?: string }) => printSeries('jail', await jailCost(opts), opts.json));
+  .action(async (opts: { samples: number; json?: string }) => {
+    checkOutputs(opts);
+    printSeries('jail', await jailCost(opts), opts.json);
+  });
 
 program
   .command('standby')
   .description('a request handed a standby (paused, pre-restored) microVM vs one on a warm microVM, same run')
   .option('--samples <n>', 'pairs', positive, 15)
   .option('--json <file>', 'write the results as JSON')
-  .action(async (opts: { samples: number; json?: string }) => printSeries('standby', await standbyVsWarm(opts), opts.json));
+  .action(async (opts: { samples: number; json?: string }) => {
+    checkOutputs(opts);
+    printSeries('standby', await standbyVsWarm(opts), opts.json);
+  });
 
 function printSeries(scenario: string, { series, ratios }: { series: ColdSeries[]; ratios: Record<string, number> }, json?: string): void {
   const f = (n: number) => n.toFixed(1);

@@ -55,6 +55,7 @@ describe('fnctl load', () => {
       [['load', 'cold', '--rounds', '2'], /--rounds is not an option of cold/],
       [['load', 'cold', '--connections', '4'], /--connections is not an option of cold/],
       [['load', 'cold', '--duration', '2'], /--duration is not an option of cold/],
+      [['load', 'burst', '--json', path.join(out, 'no-such-folder', 'r.json')], /--json .*no-such-folder\/r\.json: cannot be written/],
     ];
     const results = await Promise.all(cases.map(([args]) => platform.fnctl(args)));
     results.forEach((r, i) => {
