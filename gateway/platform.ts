@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import type { Logger } from '../core/log.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { FnError, toFnError } from '../core/errors.js';
-import { MiB, memoryBudgetBytes, type PlatformConfig } from '../core/config.js';
+import { MiB, machineMemory, memoryBudgetBytes, type PlatformConfig } from '../core/config.js';
 import { Metrics } from '../core/metrics.js';
 import { MemoryBudget } from '../core/budget.js';
 import { Registry, versionHash, type VersionRecord, type FunctionRecord, type ScalingOverride } from '../functions/registry.js';
@@ -169,7 +169,9 @@ export class Platform {
     const { overcommit, memoryBudgetMiB } = this.config;
     this.log.info(
       { budgetMiB: Math.floor(this.budget.budgetBytes / MiB), ...(memoryBudgetMiB === undefined ? { overcommit } : {}) },
-      memoryBudgetMiB === undefined ? "host memory budget: the machine's memory × overcommit" : 'host memory budget: set with --memory-budget',
+      memoryBudgetMiB !== undefined ? 'host memory budget: set with --memory-budget'
+      : machineMemory().source === 'limit' ? "host memory budget: this process's memory limit (cgroup) × overcommit"
+      : "host memory budget: the machine's memory × overcommit",
     );
     for (const name of this.functions.keys()) this.poolFor(name).ensureMin();
     this.scaler = new ScaleLoop(() => this.pools(), this.clock, this.log);
