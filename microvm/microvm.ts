@@ -77,7 +77,8 @@ class Pending {
 
 export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmState, MicroVmState] }> {
   readonly id: string;
-  readonly createdAt = Date.now();
+  /** When it started (for a held guest: when it was released, not when its jail was set up). */
+  createdAt = Date.now();
   lastUsedAt = this.createdAt;
   invocations = 0;
   rssBytes = 0;
@@ -291,6 +292,7 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
       if (this.finished) return booted;
       this.lifecycle.to(deps.restore ? 'restoring' : 'booting');
       t0 = performance.now();
+      this.createdAt = this.lastUsedAt = Date.now();
       this.jailed?.background(false);
       stdin.end('\n');
       return start();

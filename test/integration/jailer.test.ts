@@ -194,7 +194,10 @@ describe.skipIf(!hasBwrap)('a held guest: its jail set up ahead of its request',
     const cpuPlanned = j.cgroup?.plan.cpu !== undefined;
     expect(cpuPlanned ? file : 'no cpu controller').toBeDefined();
     if (cpuPlanned) expect(['1', '2']).toContain(weight());
+    const releasedAt = Date.now();
     await vm.release();
+    // Its age counts from its release, not from when its jail was set up.
+    expect(vm.createdAt).toBeGreaterThanOrEqual(releasedAt);
     if (cpuPlanned) expect(['100', '1024']).toContain(weight());
     expect(vm.state).toBe('idle');
     const r = await vm.invoke(req('/whoami'));
