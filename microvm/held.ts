@@ -2,13 +2,12 @@
 // how it starts). Setting up a jail costs ~9 ms per microVM here: bubblewrap's namespaces and
 // mounts, joining three cgroups, dropping to the guest's uid. A held guest has all of that done
 // and waits in a shell to exec node, so a start from zero pays only the exec and node's own start
-// (Lambda keeps sandboxes ready in the same way; Firecracker's jailer can be run ahead of the VM).
+// (Lambda's MicroManager keeps a small pool of pre-booted microVMs for the same reason).
 //
 // The next one is made a little after the start that took the last is done, while no other
 // start is under way, and its setup runs at the least CPU weight, so that it slows neither a start
-// nor a request. A held guest is not a
-// microVM of its function: it runs no code of the function, is not listed or counted, and goes
-// when its version goes.
+// nor a request. A held guest is not a microVM of its function: it runs no code of the function,
+// is not listed or counted, and goes when its version goes.
 import type { Logger } from '../core/log.js';
 
 /** What HeldGuests needs of a held microVM (MicroVm satisfies it). */
