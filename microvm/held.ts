@@ -22,10 +22,10 @@ export interface HeldGuestsOptions {
   /** Held guests kept at most, over all keys (default 16). */
   maxHeld?: number;
   /**
-   * How long after keep() the guest is made (default 50 ms). Making one blocks the platform's
-   * event loop for its spawn (~1-3 ms) and moves a process into cgroups, which waits for an RCU
-   * grace period and holds other cgroup operations (a standby's thaw) meanwhile: done 5 ms after a
-   * standby came up, it cost the first request on that standby ~8 ms at p50.
+   * How long after keep() the guest is made (default 50 ms). Making one spawns from the
+   * platform's event loop and moves a process into cgroups (an RCU grace period, see jailer.ts).
+   * Made 5 ms after a standby came up, it cost the first request on that standby ~8 ms at p50
+   * (npm run bench -- standby); made 50 ms later, nothing beyond noise.
    */
   delayMs?: number;
   /**
@@ -65,13 +65,17 @@ export class HeldGuests<V extends HoldableVm = HoldableVm> {
    * (`make` may decline by returning undefined). At most `maxHeld` are kept: the one whose key was
    * kept least recently goes first.
    */
-  keep(key: string, make: () => V | undefined, delayMs = this.delayMs, deferrals = 0): void {
+  keep(key: string, make: () => V | undefined): void {
+    this.schedule(key, make, 0);
+  }
+
+  private schedule(key: string, make: () => V | undefined, deferrals: number): void {
     if (this.closed || this.held.has(key) || this.timers.has(key)) return;
     const timer = setTimeout(() => {
       this.timers.delete(key);
       if (this.closed || this.held.has(key)) return;
       if (deferrals < MAX_DEFERRALS && this.options.quiet && !this.options.quiet()) {
-        this.keep(key, make, delayMs, deferrals + 1);
+        this.schedule(key, make, deferrals + 1);
         return;
       }
       let vm: V | undefined;
@@ -93,7 +97,7 @@ export class HeldGuests<V extends HoldableVm = HoldableVm> {
       vm.onExit(() => {
         if (this.held.get(key) === vm) this.held.delete(key);
       });
-    }, delayMs);
+    }, this.delayMs);
     timer.unref();
     this.timers.set(key, timer);
   }

@@ -196,7 +196,8 @@ function linker<C extends object & { prototype: object }>(load: () => C, real: (
       return Native;
     },
     isReal(value) {
-      return (Native !== undefined || undiciUsed) && value instanceof (link.native() as unknown as new () => object);
+      // native() sets undiciUsed: it alone says whether a real instance can exist.
+      return undiciUsed && value instanceof (link.native() as unknown as new () => object);
     },
     init(Fn, lightProto, members, name) {
       fn = Fn;
