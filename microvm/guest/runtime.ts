@@ -36,6 +36,7 @@ let requestIdNow: () => string | undefined = () => undefined;
 
 installConsoleCapture(() => requestIdNow());
 installFatalHandlers();
+dropNodeSettings();
 // Before the function's module runs: its top level may register hooks, and under the snapshot
 // builder everything it starts is watched.
 installHooksApi();
@@ -139,6 +140,7 @@ function serve(found: Exclude<Found, { style: 'none' }>, initMs: () => number, r
   // Again after a restore: harmless when the snapshot kept them, needed when it did not.
   installConsoleCapture(() => requestIdNow());
   installFatalHandlers();
+  dropNodeSettings();
   trackEnvWrites();
   // Loaded here, not imported: node warns when a snapshot's build script loads async_hooks, and
   // only the serving process needs it.
@@ -278,6 +280,11 @@ function send<T extends FrameType>(sock: net.Socket, type: T, id: number, meta: 
 function openChannel(): net.Socket {
   channel ??= new net.Socket({ fd: Number(process.env.FNCTL_CHANNEL_FD ?? 3), readable: true, writable: true });
   return channel;
+}
+
+/** The platform's malloc setting for node (see microvm.ts) is not the function's env: out of process.env, at init and after a restore. */
+function dropNodeSettings(): void {
+  delete process.env.GLIBC_TUNABLES;
 }
 
 function describeError(err: unknown): string {

@@ -4,12 +4,12 @@
 // crashed platform's groups, shutdown, a snapshot built and restored inside the jail, and the
 // weaker levels. The attacks are in security.test.ts.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { detectIsolation } from '../../microvm/isolation.js';
 import { createJailer, plainGuestCommand, type JailedCommand, type Jailer } from '../../microvm/jailer.js';
-import { MicroVm, guestNodeFlags } from '../../microvm/microvm.js';
+import { HOLD_GATE_FLAG, MicroVm, guestNodeFlags } from '../../microvm/microvm.js';
 import { buildSnapshot } from '../../snapshots/builder.js';
 import { bundleGuest, type GuestBundle } from '../helpers/guest-bundle.js';
 import { bootJailed, fdTargets, invokeError, leftovers, openFds, processesInGroup, req, vmConfig, type JailedVm } from '../fixtures/attacks/harness.js';
@@ -86,7 +86,8 @@ describe.skipIf(!hasBwrap)('a guest in the bubblewrap jail', () => {
       expect(me.groups).not.toContain(0);
     }
     expect(me.caps).toEqual(expect.arrayContaining(['CapEff:\t0000000000000000', 'CapPrm:\t0000000000000000', 'NoNewPrivs:\t1']));
-    expect(me.pid).toBeLessThanOrEqual(3);
+    // bwrap is 1, then the holding shell, its `read` and node.
+    expect(me.pid).toBeLessThanOrEqual(4);
     expect(me.procs).toBeLessThanOrEqual(3);
     expect(me.root).toEqual(expect.arrayContaining(['usr', 'fn', 'tmp', 'proc', 'dev']));
     for (const host of ['home', 'root', 'var', 'work', 'run', 'srv', 'opt', 'boot', 'sys']) expect(me.root).not.toContain(host);
@@ -178,15 +179,23 @@ describe.skipIf(!hasBwrap)('a held guest: its jail set up ahead of its request',
     }
   }
 
-  it('waits in its jail without node, then runs as jailed as any guest, and leaves nothing behind', async () => {
+  it('waits in its jail, node stopped before anything of the function, then runs as jailed as any guest, and leaves nothing behind', async () => {
     const { vm, jailed } = hold();
     const j = jailed();
-    // Held: the jail's processes are up (in the guest's cgroup, when there is one), node is not.
-    const comms = (): string[] => processesInGroup(j.cgroup?.name ?? vm.id).map((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim());
-    if (j.cgroup) await until('the held jail is in its cgroup', () => comms().includes('sh'));
+    // Held: the jail's processes are up (in the guest's cgroup, when there is one), and node has
+    // started but waits at its first read, its OpenSSL config from a pipe, with nothing of the
+    // function opened: no bundle, no snapshot.
+    const inGroup = (comm: string): number[] => processesInGroup(j.cgroup?.name ?? vm.id).filter((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === comm);
+    const gated = (pid: number): boolean => /pipe_read$/.test(readFileSync(`/proc/${pid}/wchan`, 'utf8'));
+    if (j.cgroup) {
+      await until('the held node waits at its gate', () => inGroup('node').some(gated));
+      const [node] = inGroup('node');
+      expect(readFileSync(`/proc/${node}/cmdline`, 'utf8').split('\0')).toContain(HOLD_GATE_FLAG);
+      const fds = readdirSync(`/proc/${node}/fd`).map((fd) => readlinkSync(`/proc/${node}/fd/${fd}`));
+      expect(fds.join(' ')).not.toMatch(/bundle|\.blob/);
+    }
     expect(vm.held).toBe(true);
     expect(vm.state).toBe('created');
-    expect(comms()).not.toContain('node');
     // Its setup runs at the least CPU weight; released, it has its own weight back.
     // v1: cpu.shares in the cpu hierarchy's folder; v2: cpu.weight in the one folder.
     const file = (j.cgroup?.dirs ?? []).flatMap((d) => [join(d, 'cpu.shares'), join(d, 'cpu.weight')]).find((f) => existsSync(f));
@@ -204,7 +213,8 @@ describe.skipIf(!hasBwrap)('a held guest: its jail set up ahead of its request',
     const me = JSON.parse(r.body.toString()) as WhoAmI;
     if (report.root) expect({ uid: me.uid, gid: me.gid }).toEqual({ uid: j.uid, gid: j.uid });
     expect(me.caps).toEqual(expect.arrayContaining(['CapEff:\t0000000000000000', 'NoNewPrivs:\t1']));
-    expect(me.pid).toBeLessThanOrEqual(3);
+    // bwrap is 1, then the holding shell, its `read` and node.
+    expect(me.pid).toBeLessThanOrEqual(4);
     expect(me.fn).toEqual(['bundle.cjs']);
     expect(me.hostname).toBe(vm.id);
     expect(me.nofile).toEqual(['1024', '1024']);

@@ -172,7 +172,18 @@ describe('restored microVMs', () => {
     // Built with an empty env apart from PATH: no function env or secret is in the heap.
     expect(a.atInit).toEqual(['PATH']);
     expect([a.greeting, c.greeting]).toEqual(['hello', 'bonjour']);
+    // The handler sees its env and the platform's FNCTL_ names, not node's settings (GLIBC_TUNABLES).
+    expect(a.names).toEqual(['GREETING', 'PATH']);
     expect([a.instance, c.instance]).toEqual([one!.id, two!.id]);
+  });
+
+  it('booted without a snapshot, see only their env and the platform’s FNCTL_ names, at init too', async () => {
+    const { b } = await buildOk('env.mjs');
+    const vm = await bootPlain(b.bundlePath, { GREETING: 'hi' });
+    const a = (await getJson(vm)).body;
+    expect(a.atInit.filter((k: string) => !k.startsWith('FNCTL_'))).toEqual(['GREETING', 'PATH']);
+    expect(a.names).toEqual(['GREETING', 'PATH']);
+    await vm.kill('test over');
   });
 
   it('never share randomness, even when init drew from every source', async () => {
