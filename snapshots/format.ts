@@ -114,7 +114,7 @@ export async function readMeta(metaPath: string): Promise<SnapshotMeta> {
 // ctime (which, unlike mtime, cannot be set back), so a flipped byte is always hashed again.
 const verified = new Map<string, string>();
 
-function fileIdentity(s: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): string {
+export function fileIdentity(s: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): string {
   return `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
 }
 

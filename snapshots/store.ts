@@ -5,12 +5,13 @@
 // temp name, fsync'd and renamed; its metadata goes last and is the commit record, so a crash at
 // any point leaves either a complete snapshot or one that get() discards.
 import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { chmod, mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FnError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { buildSnapshot, type BuildInput, type BuildNotSnapshotable, type BuildOk } from './builder.js';
-import { hashFile, makeMeta, noteVerified, snapshotKey, verifySnapshot, type SnapshotMeta } from './format.js';
+import { fileIdentity, hashFile, makeMeta, noteVerified, snapshotKey, verifySnapshot, type SnapshotMeta } from './format.js';
 
 export interface StoredSnapshot {
   key: string;
@@ -43,6 +44,12 @@ const TMP_PREFIX = '.tmp-';
 export class SnapshotStore {
   private readonly building = new Map<string, Promise<StoreBuildResult>>();
   private readonly verifying = new Map<string, Promise<StoredSnapshot | undefined>>();
+  /**
+   * Snapshots that passed check(), with the identity of their two files as they were checked.
+   * get() hands one out again after two stats while neither file changed: a pool made for a
+   * start from zero then waits for no reads (the full check cost ~0.7 ms before each such start).
+   */
+  private readonly good = new Map<string, { snapshot: StoredSnapshot; files: string | undefined }>();
 
   private constructor(
     readonly dir: string,
@@ -74,6 +81,8 @@ export class SnapshotStore {
    */
   get(bundleSha256: string, memoryMib: number): Promise<StoredSnapshot | undefined> {
     const key = this.key(bundleSha256, memoryMib);
+    const known = this.good.get(key);
+    if (known?.files !== undefined && known.files === filesIdentity(known.snapshot)) return Promise.resolve(known.snapshot);
     let p = this.verifying.get(key);
     if (!p) {
       p = this.check(key, bundleSha256, memoryMib).finally(() => this.verifying.delete(key));
@@ -86,8 +95,14 @@ export class SnapshotStore {
     const { blobPath, metaPath } = this.paths(key);
     const [blob, meta] = await Promise.all([exists(blobPath), exists(metaPath)]);
     if (!blob && !meta) return undefined;
+    // Taken before the check: a file changed while it ran is checked again next time.
+    const files = filesIdentity({ blobPath, metaPath });
     const result = await verifySnapshot(metaPath, blobPath, { memoryMib, bundleSha256 });
-    if (result.ok) return { key, blobPath, metaPath, meta: result.meta };
+    if (result.ok) {
+      const snapshot = { key, blobPath, metaPath, meta: result.meta };
+      this.good.set(key, { snapshot, files });
+      return snapshot;
+    }
     this.options.log?.warn({ key, blob: blobPath, reason: result.reason }, 'snapshot failed verification: deleted, it will be rebuilt');
     await this.delete(key);
     return undefined;
@@ -184,9 +199,19 @@ export class SnapshotStore {
 
   private async delete(key: string): Promise<void> {
     const { blobPath, metaPath } = this.paths(key);
+    this.good.delete(key);
     // Metadata first: without it the blob is never used, whatever happens next.
     await rm(metaPath, { force: true });
     await rm(blobPath, { force: true });
+  }
+}
+
+/** The identity of a snapshot's blob and metadata files on disk (see fileIdentity), undefined when either is gone. */
+function filesIdentity(s: { blobPath: string; metaPath: string }): string | undefined {
+  try {
+    return `${fileIdentity(statSync(s.blobPath))}|${fileIdentity(statSync(s.metaPath))}`;
+  } catch {
+    return undefined;
   }
 }
 

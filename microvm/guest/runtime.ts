@@ -112,10 +112,27 @@ function warmUpPaths(): void {
   const respond = (r: Awaited<ReturnType<Adapter>>): void => {
     frames.push(...encodeFrame(FrameType.RESPONSE, 1, { status: r.status, headers: r.headers, handlerMs: 0, rssBytes: 0 }, r.body));
   };
-  const fetchStyle = makeFetchAdapter((req) => new Response(new URL(req.url).pathname, { headers: { 'content-type': 'text/plain' } }), () => {});
+  // What fetch handlers commonly do first: read the URL and its query, answer with text or JSON.
+  const fetchStyle = makeFetchAdapter((req) => {
+    const url = new URL(req.url);
+    return url.searchParams.get('json') === null ? new Response(url.pathname, { headers: { 'content-type': 'text/plain' } }) : Response.json({ path: url.pathname });
+  }, () => {});
   const lambdaStyle = makeLambdaAdapter(() => Promise.resolve({ statusCode: 200, body: 'ok' }), identityFromEnv({}));
   void fetchStyle(meta, Buffer.alloc(0)).then(respond, () => {});
+  void fetchStyle({ ...meta, query: 'json=1' }, Buffer.alloc(0)).then(respond, () => {});
   void lambdaStyle(meta, Buffer.alloc(0)).then(respond, () => {});
+  // The channel's stream paths too, on a socket without a handle (nothing is opened): a frame
+  // pushed in as a read delivers it, and a reply corked and written as send() writes one (the
+  // write fails unheard: there is nothing to write to).
+  const sock = new net.Socket();
+  sock.on('error', () => {});
+  const decoder = new FrameDecoder((frame) => frames.push(frame.payload));
+  sock.on('data', (chunk: Buffer) => decoder.push(chunk));
+  sock.push(Buffer.concat(encodeFrame(FrameType.INVOKE, 2, meta, Buffer.alloc(0), true)));
+  sock.cork();
+  writeFrame(sock, FrameType.RESPONSE, 2, { status: 200, headers: ['content-type', 'text/plain'], handlerMs: 0, rssBytes: rss() }, Buffer.from('ok'));
+  sock.uncork();
+  sock.destroy();
 }
 
 /** The restored process starts here: reseed, run the afterRestore hooks, then serve. */
