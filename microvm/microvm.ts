@@ -86,7 +86,7 @@ function seconds(ms: number): string {
 
 // A class, not an object literal, so every in-flight entry has one hidden class.
 class Pending {
-  constructor(readonly requestId: string, readonly resolve: (r: InvokeResult) => void, readonly reject: (e: FnError) => void, readonly timer: NodeJS.Timeout) {}
+  constructor(readonly requestId: string, readonly resolve: (r: InvokeResult) => void, readonly reject: (e: FnError) => void, readonly deadline: number) {}
 }
 
 export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmState, MicroVmState] }> {
@@ -122,7 +122,22 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
   private bootSettle: { resolve: () => void; reject: (e: FnError) => void } | undefined;
   /** Set while held (see hold()): lets the guest exec node and starts the init clock. */
   private releaseGuest: (() => Promise<void>) | undefined;
-  private readonly onTimeout = (id: number): void => this.timeout(id);
+  /**
+   * One timer for every request in flight, armed for the oldest one's deadline: they all have the
+   * same limit, so `pending` (a Map, in the order they were sent) is also in deadline order. A
+   * timer set and cleared per request cost the gateway a Timeout object and two list operations
+   * on every invocation.
+   */
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private readonly onDeadline = (): void => {
+    this.deadlineTimer = undefined;
+    for (const [id, p] of this.pending) {
+      const left = p.deadline - performance.now();
+      if (left <= 0) this.timeout(id);
+      else this.armDeadline(left);
+      return;
+    }
+  };
   /** The guest answered with a tuple meta, so it understands tuple INVOKEs (see core/protocol.ts). */
   private tuples = false;
   /**
@@ -371,7 +386,6 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
     const p = this.pending.get(id);
     if (!p) return undefined;
     this.pending.delete(id);
-    clearTimeout(p.timer);
     this.lastUsedAt = Date.now();
     if (this.pending.size === 0 && this.lifecycle.state === 'busy') this.lifecycle.to('idle');
     return p;
@@ -393,9 +407,8 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
     this.lastUsedAt = Date.now();
     const timeoutMs = this.config.timeoutMs;
     return new Promise<InvokeResult>((resolve, reject) => {
-      const timer = setTimeout(this.onTimeout, timeoutMs, id);
-      timer.unref();
-      this.pending.set(id, new Pending(req.requestId, resolve, reject, timer));
+      this.pending.set(id, new Pending(req.requestId, resolve, reject, performance.now() + timeoutMs));
+      if (!this.deadlineTimer) this.armDeadline(timeoutMs);
       if (this.outbox.length === 0) setImmediate(this.flushOutbox);
       const { requestId, method, path, query, headers, sourceIp } = req;
       for (const part of encodeFrame(FrameType.INVOKE, id, { requestId, method, path, query, headers, timeoutMs, sourceIp }, req.body, this.tuples)) {
@@ -403,6 +416,11 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
         this.outboxBytes += part.length;
       }
     });
+  }
+
+  private armDeadline(ms: number): void {
+    this.deadlineTimer = setTimeout(this.onDeadline, Math.max(1, Math.ceil(ms)));
+    this.deadlineTimer.unref();
   }
 
   private timeout(id: number): void {
@@ -508,6 +526,7 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.exitTimer);
+    clearTimeout(this.deadlineTimer);
     const how = signal ? `signal ${signal}` : `code ${code}`;
     // The cgroup OOM killer leaves no message, only a counter.
     if (!this.sawOom && this.jailed?.oomKilled()) this.sawOom = true;
@@ -518,10 +537,7 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
       // The first line of the last record ("Uncaught Exception Error: boom"), not its whole stack.
       const last = this.stderrTail.findLast((l) => l.trim() !== '')?.split('\n', 1)[0]!.replaceAll('\t', ' ').slice(0, 500);
       const crash = error ?? new FnError('FUNCTION_CRASHED', `microVM ${this.id} exited with ${how}${last ? `: ${last}` : ''}`, { details });
-      for (const p of this.pending.values()) {
-        clearTimeout(p.timer);
-        p.reject(crash);
-      }
+      for (const p of this.pending.values()) p.reject(crash);
       this.pending.clear();
     }
     if (!this.ready) {

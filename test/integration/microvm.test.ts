@@ -301,6 +301,26 @@ describe('MicroVm with real guests', () => {
     expect(liveInGroup(pid)).toEqual([]);
   });
 
+  it('times a request out at its own deadline, after earlier ones finished', async () => {
+    const { vm } = await boot(`
+      export default {
+        fetch(request) {
+          return request.url.endsWith('/hang') ? new Promise(() => {}) : new Response('ok');
+        },
+      };
+    `, { timeoutMs: 1000, concurrency: 2 });
+    // The first request arms the one deadline timer and finishes at once; the second starts
+    // 600 ms later, so its deadline is 600 ms after the timer first fires.
+    expect((await vm.invoke(req({ path: '/ok' }))).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 600));
+    const sent = performance.now();
+    const err = await invokeError(vm, req({ path: '/hang' }));
+    const waited = performance.now() - sent;
+    expect(err.code).toBe('FUNCTION_TIMEOUT');
+    expect(waited).toBeGreaterThanOrEqual(990);
+    expect(waited).toBeLessThan(2500);
+  });
+
   it('reports heap exhaustion as OUT_OF_MEMORY naming the limit', async () => {
     const { vm } = await boot(`
       const hoard = [];
