@@ -4,7 +4,10 @@
 // load code or behave: the dynamic loader's (LD_PRELOAD and the rest), glibc's (GLIBC_TUNABLES,
 // GCONV_PATH, …: the list glibc itself drops for setuid programs) and the shell's startup ones.
 // NODE_OPTIONS is not here: it is dropped, not refused (see MicroVm), as Lambda does with some of
-// its reserved names.
+// its reserved names. The platform itself sets one fixed value, GLIBC_TUNABLES=glibc.malloc.hugetlb=1
+// (MicroVm), which those programs see too; the guest runtime takes it out of process.env. (A
+// setuid bubblewrap may not pass it on, as glibc filters tunables for setuid programs: then only
+// the speed-up is lost.)
 
 const UNSAFE_NAMES = new Set([
   'GCONV_PATH',

@@ -117,6 +117,11 @@ function fromTuple(type: FrameType, t: unknown[]): InvokeMeta | ResponseMeta {
   throw new Error(`channel protocol error: unexpected tuple meta for frame type ${type}`);
 }
 
+/** Node's OpenSSL config on a held guest's stdin: its gate (see microvm/microvm.ts HOLD_NODE_SCRIPT). */
+export const HOLD_GATE_FLAG = '--openssl-config=/dev/stdin';
+/** What a guest that is not held reads instead: the same empty config. The guest drops both from process.execArgv. */
+export const EMPTY_SSL_FLAG = '--openssl-config=/dev/null';
+
 /** A payload this small is copied after the meta: one buffer per frame for the socket to write. */
 const INLINE_PAYLOAD_BYTES = 1024;
 

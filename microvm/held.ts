@@ -1,8 +1,10 @@
 // Guests spawned ahead of their request (MicroVm.hold), one kept per key (a function version and
 // how it starts). Setting up a jail costs ~9 ms per microVM here: bubblewrap's namespaces and
-// mounts, joining three cgroups, dropping to the guest's uid. A held guest has all of that done
-// and waits in a shell to exec node, so a start from zero pays only the exec and node's own start
-// (Lambda's MicroManager keeps a small pool of pre-booted microVMs for the same reason).
+// mounts, joining three cgroups, dropping to the guest's uid. A held guest has all of that done,
+// and node itself started and waiting at its first read, before it loads anything of the
+// function (see MicroVm.hold). A start from zero pays the rest of node's start: loading the
+// snapshot (or the bundle and its init) and the function's own start (Lambda's MicroManager keeps
+// a small pool of pre-booted microVMs for the same reason).
 //
 // The next one is made a little after the start that took the last is done, while no other
 // start is under way, and its setup runs at the least CPU weight, so that it slows neither a start

@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import { FnError } from '../core/errors.js';
 import { safeEnv } from '../core/env.js';
 import type { Logger } from '../core/log.js';
-import { FrameDecoder, FrameType, encodeFrame, writeFrame, type ErrorMeta, type Frame, type ReadyMeta, type ResponseMeta } from '../core/protocol.js';
+import { EMPTY_SSL_FLAG, FrameDecoder, FrameType, HOLD_GATE_FLAG, encodeFrame, writeFrame, type ErrorMeta, type Frame, type ReadyMeta, type ResponseMeta } from '../core/protocol.js';
 import { parseConsoleLine, readLines } from './guest/console.js';
 import { Lifecycle, isFinal } from './state.js';
 import type { JailedCommand } from './jailer.js';
@@ -41,20 +41,24 @@ export interface ExitInfo {
 }
 
 const STDERR_TAIL = 20;
-/** What a held guest runs first: wait for the host's line, then become the guest (`exit` if the host went away). */
-const HOLD_SCRIPT = 'read -r _ || exit 0; exec "$@"';
+/** What a held guest that is not node (or has its own OPENSSL_CONF) runs first: wait for the host's line, then become the guest (`exit` if the host went away). */
+const HOLD_SCRIPT = 'unset PWD; read -r _ || exit 0; exec "$@"';
 /**
  * A held node guest goes further: node starts at once and stops at its first read, its OpenSSL
  * config (empty), from a pipe that closes when the host's line arrives. Node reads that config
  * before its snapshot or script, so a release skips the exec, loading node's libraries and its
- * early start-up (~6 ms here, load/bench cold). If the host goes away, the group is killed.
+ * early start-up: ~6 ms here (an empty snapshot, released this way or exec'd from a waiting
+ * shell, 25 of each). If the host goes away, the group is killed. Both scripts unset the PWD
+ * that sh exports, so a held guest's env is what an unheld one gets.
  */
-const HOLD_NODE_SCRIPT = '{ read -r _ || kill -s KILL 0; } | exec "$@"';
-export const HOLD_GATE_FLAG = '--openssl-config=/dev/stdin';
+const HOLD_NODE_SCRIPT = 'unset PWD; { read -r _ || kill -s KILL 0; } | exec "$@"';
+
 /**
- * glibc's malloc asks for transparent huge pages: node copies the snapshot file into two large
- * buffers before V8 reads it, and touching them 4 KiB at a time was a fifth of a 23 MB snapshot's
- * restore (heavy-init 129 → 103 ms p50, empty 35 → 30 ms). Without THP it does nothing.
+ * glibc's malloc asks for transparent huge pages: node reads the snapshot file into large
+ * buffers before V8 deserialises it, and faulting them in 4 KiB at a time measured a fifth of a
+ * 23 MB snapshot's restore (heavy-init 129 → 103 ms p50, an empty snapshot 35 → 30 ms; spawned
+ * without a jail, 21 of each; inside a memory cgroup, 12 ms rather than 20). Without THP
+ * (`never`) it does nothing.
  */
 const GUEST_MALLOC = 'glibc.malloc.hugetlb=1';
 /** A tick's INVOKE frames up to this size are copied into one buffer for the write. */
@@ -120,7 +124,7 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
   private ready: BootInfo | undefined;
   private resolveExited!: (info: ExitInfo) => void;
   private bootSettle: { resolve: () => void; reject: (e: FnError) => void } | undefined;
-  /** Set while held (see hold()): lets the guest exec node and starts the init clock. */
+  /** Set while held (see hold()): lets the guest go on into node (or exec it) and starts the init clock. */
   private releaseGuest: (() => Promise<void>) | undefined;
   /**
    * One timer for every request in flight, armed for the oldest one's deadline: they all have the
@@ -131,12 +135,19 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
   private deadlineTimer: NodeJS.Timeout | undefined;
   private readonly onDeadline = (): void => {
     this.deadlineTimer = undefined;
+    // Within a millisecond counts as due: timers have millisecond steps, and requests sent in
+    // one tick must all time out together, not the first alone (the others would then fail as
+    // crashed when it takes the microVM down).
+    const now = performance.now() + 1;
+    const expired: number[] = [];
     for (const [id, p] of this.pending) {
-      const left = p.deadline - performance.now();
-      if (left <= 0) this.timeout(id);
-      else this.armDeadline(left);
-      return;
+      if (p.deadline > now) {
+        if (expired.length === 0) this.armDeadline(p.deadline - now);
+        break;
+      }
+      expired.push(id);
     }
+    if (expired.length > 0) this.timeout(expired);
   };
   /** The guest answered with a tuple meta, so it understands tuple INVOKEs (see core/protocol.ts). */
   private tuples = false;
@@ -187,10 +198,12 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
   }
 
   /**
-   * Spawn the guest ahead of its request and hold it just before node starts: its jail is set up
-   * (namespaces, cgroup joined, uid dropped) and a shell waits on stdin to exec node. release()
-   * then costs one exec instead of the whole jail setup. State `created` until released; a held
-   * microVM that dies (or is killed) while held ends like any other.
+   * Spawn the guest ahead of its request and hold it before anything of the function loads: its
+   * jail is set up (namespaces, cgroup joined, uid dropped) and node is started and waits at its
+   * first read (HOLD_NODE_SCRIPT); a guest that is not node, or a function with its own
+   * OPENSSL_CONF, waits in a shell to exec. release() then costs the rest of node's start instead
+   * of the jail's setup and all of it. State `created` until released; a held microVM that dies
+   * (or is killed) while held ends like any other.
    */
   static hold(config: MicroVmConfig, deps: MicroVmDeps): MicroVm {
     const vm = new MicroVm(config, deps);
@@ -244,14 +257,18 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
       command: process.execPath,
       args: [...guestNodeFlags(config), config.rootfs.bundlePath],
     };
-    // Held: a shell inside the jail waits for a line on stdin, then becomes node; or node waits
-    // itself, part-started (see HOLD_NODE_SCRIPT), unless the function chose its own OpenSSL config.
-    const gate = hold && node.command === process.execPath && config.env.OPENSSL_CONF === undefined;
+    // Every node guest starts with an empty OpenSSL config unless the function names its own
+    // (OPENSSL_CONF): a held one reads it at its gate (HOLD_NODE_SCRIPT), the others from
+    // /dev/null, so that a guest runs alike however it started. Node applies only a `nodejs_conf`
+    // section of the system's file, and Debian's has none.
+    const emptySsl = node.command === process.execPath && config.env.OPENSSL_CONF === undefined;
+    const gate = hold && emptySsl;
+    const nodeArgs = emptySsl ? [gate ? HOLD_GATE_FLAG : EMPTY_SSL_FLAG, ...node.args] : node.args;
+    // Held: node waits itself, part-started; else a shell inside the jail waits for a line on
+    // stdin, then becomes node.
     const plain = !hold
-      ? node
-      : gate
-        ? { command: '/bin/sh', args: ['-c', HOLD_NODE_SCRIPT, 'fnctl-hold', node.command, HOLD_GATE_FLAG, ...node.args] }
-        : { command: '/bin/sh', args: ['-c', HOLD_SCRIPT, 'fnctl-hold', node.command, ...node.args] };
+      ? { command: node.command, args: nodeArgs }
+      : { command: '/bin/sh', args: ['-c', gate ? HOLD_NODE_SCRIPT : HOLD_SCRIPT, 'fnctl-hold', node.command, ...nodeArgs] };
     let spec = plain;
     if (deps.jail) {
       try {
@@ -423,14 +440,20 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
     this.deadlineTimer.unref();
   }
 
-  private timeout(id: number): void {
-    const p = this.pending.get(id);
-    if (!p) return;
-    this.pending.delete(id);
+  /** Requests `ids` ran over their time: each fails with FUNCTION_TIMEOUT, the rest in flight with FUNCTION_CRASHED. */
+  private timeout(ids: number[]): void {
     const limit = seconds(this.config.timeoutMs);
-    p.reject(new FnError('FUNCTION_TIMEOUT', `function timed out after ${limit} seconds`, { details: { instance: this.id } }));
+    let first: Pending | undefined;
+    for (const id of ids) {
+      const p = this.pending.get(id);
+      if (!p) continue;
+      this.pending.delete(id);
+      first ??= p;
+      p.reject(new FnError('FUNCTION_TIMEOUT', `function timed out after ${limit} seconds`, { details: { instance: this.id } }));
+    }
+    if (!first) return;
     // A handler that ran over may hold anything: the only safe way on is a fresh microVM.
-    this.terminate(new FnError('FUNCTION_CRASHED', `microVM ${this.id} was stopped because request ${p.requestId} timed out after ${limit} seconds`));
+    this.terminate(new FnError('FUNCTION_CRASHED', `microVM ${this.id} was stopped because request ${first.requestId} timed out after ${limit} seconds`));
   }
 
   /** Kill the whole process group now; in-flight requests will fail with `error`. */

@@ -99,7 +99,8 @@ export class SnapshotStore {
     const files = filesIdentity({ blobPath, metaPath });
     const result = await verifySnapshot(metaPath, blobPath, { memoryMib, bundleSha256 });
     if (result.ok) {
-      const snapshot = { key, blobPath, metaPath, meta: result.meta };
+      // Handed out again to every caller: frozen, so that none can change it for the others.
+      const snapshot = Object.freeze({ key, blobPath, metaPath, meta: Object.freeze(result.meta) });
       this.good.set(key, { snapshot, files });
       return snapshot;
     }

@@ -13,7 +13,7 @@ import { inspect } from 'node:util';
 import v8 from 'node:v8';
 import type { ErrorPayload } from '../../core/errors.js';
 import { FnError } from '../../core/errors.js';
-import { FrameDecoder, FrameType, encodeFrame, writeFrame, type Frame, type HandlerStyle, type InvokeMeta, type MetaByType } from '../../core/protocol.js';
+import { EMPTY_SSL_FLAG, FrameDecoder, FrameType, HOLD_GATE_FLAG, encodeFrame, writeFrame, type Frame, type HandlerStyle, type InvokeMeta, type MetaByType } from '../../core/protocol.js';
 import {
   identityFromEnv,
   makeFetchAdapter,
@@ -138,6 +138,7 @@ function warmUpPaths(): void {
 /** The restored process starts here: reseed, run the afterRestore hooks, then serve. */
 function restoreMain(found: Exclude<Found, { style: 'none' }>): void {
   const restoreStart = performance.now();
+  dropNodeSettings();
   installConsoleCapture(() => requestIdNow());
   installFatalHandlers();
   // READY reports the restore phase as the init time; the build's init time is in the snapshot's metadata.
@@ -157,7 +158,6 @@ function serve(found: Exclude<Found, { style: 'none' }>, initMs: () => number, r
   // Again after a restore: harmless when the snapshot kept them, needed when it did not.
   installConsoleCapture(() => requestIdNow());
   installFatalHandlers();
-  dropNodeSettings();
   trackEnvWrites();
   // Loaded here, not imported: node warns when a snapshot's build script loads async_hooks, and
   // only the serving process needs it.
@@ -299,9 +299,18 @@ function openChannel(): net.Socket {
   return channel;
 }
 
-/** The platform's malloc setting for node (see microvm.ts) is not the function's env: out of process.env, at init and after a restore. */
+/**
+ * What the platform starts node with is not the function's (see microvm.ts): its malloc setting
+ * leaves process.env, and its OpenSSL config flags leave process.execArgv (a child node started
+ * with the held guest's `--openssl-config=/dev/stdin` would wait on its stdin). At init, and
+ * first thing after a restore (node sets both anew).
+ */
 function dropNodeSettings(): void {
   delete process.env.GLIBC_TUNABLES;
+  const args = process.execArgv;
+  for (let i = args.length - 1; i >= 0; i--) {
+    if (args[i] === HOLD_GATE_FLAG || args[i] === EMPTY_SSL_FLAG) args.splice(i, 1);
+  }
 }
 
 function describeError(err: unknown): string {

@@ -321,6 +321,13 @@ describe('MicroVm with real guests', () => {
     expect(waited).toBeLessThan(2500);
   });
 
+  it('times out every request whose deadline passed, not only the oldest', async () => {
+    const { vm } = await boot(`export default { fetch: () => new Promise(() => {}) };`, { timeoutMs: 1000, concurrency: 2 });
+    // Sent in the same tick: both deadlines have passed when the one timer fires.
+    const [a, b] = await Promise.all([invokeError(vm, req({ path: '/a' })), invokeError(vm, req({ path: '/b' }))]);
+    expect([a.code, b.code]).toEqual(['FUNCTION_TIMEOUT', 'FUNCTION_TIMEOUT']);
+  });
+
   it('reports heap exhaustion as OUT_OF_MEMORY naming the limit', async () => {
     const { vm } = await boot(`
       const hoard = [];
