@@ -4,7 +4,7 @@
 // Exit code: 0 whenever the platform can run guests, even with weaker isolation (it says so);
 // 1 only when the jail it would use is broken (the self-test failed).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectIsolation, NAMESPACES, type IsolationReport, type Missing } from '../microvm/isolation.js';
@@ -110,6 +110,18 @@ function mark(ok: boolean): string {
   return ok ? 'yes' : 'NO';
 }
 
+/** Transparent huge pages, which guests' malloc asks for (microvm.ts GUEST_MALLOC): what the mode means for them. */
+function hugePages(): string {
+  let mode: string | undefined;
+  try {
+    mode = /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1];
+  } catch {
+    // no THP
+  }
+  if (mode === 'always' || mode === 'madvise') return `${mode}: guests' malloc uses them (a 23 MB snapshot restored ~20 ms faster here)`;
+  return `${mode ?? 'not available'}: guests' malloc cannot use them; large snapshots restore slower (echo madvise > /sys/kernel/mm/transparent_hugepage/enabled)`;
+}
+
 function print(r: DoctorResult): void {
   const rep = r.report;
   const out: string[] = [];
@@ -126,6 +138,7 @@ function print(r: DoctorResult): void {
   out.push(`cgroups        ${cg.version}${cg.v2 ? ` (v2 at ${cg.v2.mount}, offers: ${cg.v2.available.join(' ') || 'no controllers'})` : ''}`);
   out.push(`  memory       ${where(cg.plan.memory)}    cpu ${where(cg.plan.cpu)}    pids ${where(cg.plan.pids)}    pause ${cg.plan.freeze === 'signal' ? 'SIGSTOP/SIGCONT' : `${cg.plan.freeze} freezer`}    kill ${cg.plan.kill}`);
   for (const line of r.jail.slice(1)) out.push(`  ${line}`);
+  out.push(`huge pages     ${hugePages()}`);
   const st = r.selfTest;
   if (st.ok && st.saw) {
     const visible = st.saw.root.filter((x) => !x.startsWith('.')).join(' ');

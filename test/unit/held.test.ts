@@ -91,20 +91,20 @@ describe('HeldGuests', () => {
     expect(held.size).toBe(0);
   });
 
-  it('waits while it is not quiet, a delay at a time, forty at most', () => {
+  it('waits while it is not quiet, a delay at a time, four at most', () => {
     let quiet = false;
     const held = new HeldGuests<FakeVm>({ delayMs: 100, quiet: () => quiet });
     held.keep('a@1', make('a@1'));
-    vi.advanceTimersByTime(500);
+    vi.advanceTimersByTime(300);
     expect(made).toHaveLength(0);
     quiet = true;
     vi.advanceTimersByTime(100);
     expect(made).toHaveLength(1);
-    // Never quiet: made anyway after forty more delays.
+    // Never quiet: made anyway after four more delays.
     quiet = false;
     held.take('a@1');
     held.keep('a@1', make('a@1'));
-    vi.advanceTimersByTime(4000);
+    vi.advanceTimersByTime(400);
     expect(made).toHaveLength(1);
     vi.advanceTimersByTime(100);
     expect(made).toHaveLength(2);
