@@ -57,7 +57,8 @@ const HOLD_NODE_SCRIPT = 'unset PWD; { read -r _ || kill -s KILL 0; } | exec "$@
  * glibc's malloc asks for transparent huge pages: node reads the snapshot file into large
  * buffers before V8 deserialises it, and faulting them in 4 KiB at a time measured a fifth of a
  * 23 MB snapshot's restore (heavy-init 129 → 103 ms p50, an empty snapshot 35 → 30 ms; spawned
- * without a jail, 21 of each; inside a memory cgroup, 12 ms rather than 20). Without THP
+ * without a jail, 21 of each; inside a memory cgroup, 12 ms rather than 20). glibc reads the THP
+ * mode from /sys, which a jail has only the two files of (jailer.ts THP_DIR). Without THP
  * (`never`) it does nothing.
  */
 const GUEST_MALLOC = 'glibc.malloc.hugetlb=1';
