@@ -11,6 +11,8 @@ import type { PoolInvokeResult } from '../microvm/pool.js';
 import { sendError } from './errors.js';
 
 const PREFIX = '/fn/';
+/** Bodies up to this size are written as a string with the headers (see respond()). */
+const STRING_BODY_BYTES = 1024;
 const EMPTY = Buffer.alloc(0);
 
 /** Request headers a function never sees: they describe the hop to the gateway, not the request. */
@@ -164,7 +166,12 @@ function respond(res: ServerResponse, out: PoolInvokeResult, requestId: string, 
     sendError(res, new FnError('FUNCTION_ERROR', `function returned an invalid response: ${(err as Error).message}`), requestId);
     return;
   }
-  res.end(result.body);
+  // A small body goes as a latin1 string (byte for byte): node then sends it and the headers in
+  // one write, where a Buffer goes through a corked writev of two chunks. With hello at 50
+  // connections that was ~12 % more throughput (four alternating pairs of 5 s runs).
+  const body = result.body;
+  if (body.length <= STRING_BODY_BYTES) res.end(body.toString('latin1'), 'latin1');
+  else res.end(body);
   const series = metrics.invocationSeries(fn, lease.start);
   series.ok.inc();
   series.duration.observe((performance.now() - started) / 1000);

@@ -1,6 +1,7 @@
 // The gateway in-process with real guests: every error of the contract, crash recovery,
 // concurrency limits and throttling.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'undici';
 import { TestGateway } from '../helpers/gateway.js';
 
 const t = new TestGateway({ queueWaitMs: 300, queueLength: 2, maxBodyBytes: 64 * 1024, shutdownGraceMs: 2000 });
@@ -31,6 +32,20 @@ function expectError(res: { status: number; headers: Record<string, unknown>; js
   expect(typeof error.message).toBe('string');
   expect(error.requestId).toBe(res.headers['x-fn-request-id']);
 }
+
+describe('response bodies', () => {
+  it('come back byte for byte, binary or UTF-8, small (written with the headers) or large', async () => {
+    for (const n of [0, 1, 255, 256, 1024, 1025, 70_000]) {
+      const res = await request(`${t.url}/fn/echo/bytes?n=${n}`);
+      const got = Buffer.from(await res.body.arrayBuffer());
+      expect(res.headers['content-length']).toBe(String(n));
+      expect(got.equals(Buffer.from(Uint8Array.from({ length: n }, (_, i) => (i * 7) % 256)))).toBe(true);
+    }
+    const text = await http('/fn/echo/utf8');
+    expect(text.text).toBe('héllo, wörld ✓ 🚀\n');
+    expect(text.headers['content-length']).toBe(String(Buffer.byteLength('héllo, wörld ✓ 🚀\n')));
+  });
+});
 
 describe('errors of the contract', () => {
   it('404 FUNCTION_NOT_FOUND for an unknown function', async () => {
