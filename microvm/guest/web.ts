@@ -81,6 +81,13 @@ function linkedHeaders(flat: FlatHeaders | undefined, copyOf?: Headers): LinkedH
 }
 
 /** Headers as the adapter sends them: lower-case names in Headers' order, set-cookie apart at the end. */
+/** The headers of a stand-in: from its flat list, and kept in step with its real object once it has one. */
+function headersOf(flat: FlatHeaders | undefined, real: { headers: Headers } | undefined): LinkedHeaders {
+  const headers = linkedHeaders(flat);
+  if (real) headers.link(real.headers);
+  return headers;
+}
+
 export function flattenHeaders(headers: Headers): FlatHeaders {
   const out: string[] = [];
   headers.forEach((v, k) => {
@@ -281,11 +288,7 @@ export class LightRequest {
   }
 
   get headers(): Headers {
-    if (!this.#headers) {
-      this.#headers = linkedHeaders(this.#flat);
-      if (this.#real) this.#headers.link(this.#real.headers);
-    }
-    return this.#headers;
+    return (this.#headers ??= headersOf(this.#flat, this.#real));
   }
 
   get signal(): AbortSignal {
@@ -457,11 +460,7 @@ export class LightResponse {
   }
 
   get headers(): Headers {
-    if (!this.#headers) {
-      this.#headers = linkedHeaders(this.#flat);
-      if (this.#real) this.#headers.link(this.#real.headers);
-    }
-    return this.#headers;
+    return (this.#headers ??= headersOf(this.#flat, this.#real));
   }
 
   // What a constructed (not fetched) Response always has.
