@@ -1,7 +1,7 @@
 // Function logs, behind `fnctl logs NAME [--follow]`: every console record of every microVM lands
 // here. Per function: an in-memory ring of the latest records for listings, live followers, and an
 // append-only JSON-lines file (`<logDir>/<name>.log`, rotated to `.log.1`) so history survives a
-// restart. record() sits on the invoke path (a REPORT record per invocation): it only touches
+// restart. recordLine() sits on the invoke path (a REPORT line per invocation): it only touches
 // memory; files are written in batches every 100 ms (or at 256 KiB) through a WriteStream.
 //
 // Records are kept as their JSON lines in off-heap buffers, both in the ring and while they wait
@@ -37,9 +37,6 @@ export type LogListener = (record: ConsoleRecord) => void;
 const FLUSH_INTERVAL_MS = 100;
 /** …unless this much is waiting. */
 const FLUSH_NOW_BYTES = 256 * 1024;
-
-/** Where a record may carry its JSON line, ready made (see microvm/pool.ts report()). */
-const JSON_LINE = Symbol.for('fnctl.consoleRecord.jsonLine');
 
 /** How much of a log file's tail is read to refill the ring after a restart. */
 const HISTORY_BYTES = 4 * 1024 * 1024;
@@ -82,8 +79,8 @@ class LineRing {
     return this.count;
   }
 
-  /** Keep LINE, whose UTF-8 length is BYTES. */
-  push(line: string, bytes: number): void {
+  /** Keep LINE, BYTES long in ENCODING (its UTF-8 bytes either way). */
+  push(line: string, bytes: number, encoding: 'utf8' | 'latin1' = 'utf8'): void {
     if (this.capacity === 0) return;
     if (this.count === this.capacity) this.evict();
     const slot = (this.head + this.count) % this.capacity;
@@ -95,7 +92,7 @@ class LineRing {
         this.chunks.push(this.spare.pop() ?? Buffer.allocUnsafeSlow(RING_CHUNK_BYTES));
         this.pos = 0;
       }
-      this.chunks[this.chunks.length - 1]!.write(line, this.pos, bytes, 'utf8');
+      this.chunks[this.chunks.length - 1]!.write(line, this.pos, bytes, encoding);
       this.chunkOf[slot] = this.firstSeq + this.chunks.length - 1;
       this.offset[slot] = this.pos;
       this.length[slot] = bytes;
@@ -162,7 +159,7 @@ class Pending {
   private nextSize = 2048;
   bytes = 0;
 
-  append(line: string, bytes: number): void {
+  append(line: string, bytes: number, encoding: 'utf8' | 'latin1'): void {
     const need = this.bytes + bytes + 1;
     if (!this.buf || need > this.buf.length) {
       // Grown by doubling; a fresh one after each flush, as the stream still holds the old one.
@@ -170,7 +167,7 @@ class Pending {
       if (this.buf) this.buf.copy(next, 0, 0, this.bytes);
       this.buf = next;
     }
-    this.buf.write(line, this.bytes, bytes, 'utf8');
+    this.buf.write(line, this.bytes, bytes, encoding);
     this.buf[this.bytes + bytes] = 0x0a;
     this.bytes = need;
   }
@@ -225,17 +222,26 @@ export class LogStore implements ConsoleSink {
   }
 
   record(entry: ConsoleRecord): void {
+    const line = JSON.stringify(entry);
+    this.keep(entry.functionName, line, Buffer.byteLength(line), 'utf8', entry);
+  }
+
+  recordLine(functionName: string, line: string, entry: () => ConsoleRecord): void {
+    // ASCII: its length is its size, and latin1 writes it as UTF-8 would, only faster.
+    this.keep(functionName, line, line.length, 'latin1', entry);
+  }
+
+  /** Keep LINE (BYTES long in ENCODING) in the ring, pass ENTRY to followers, queue LINE for the file. */
+  private keep(name: string, line: string, bytes: number, encoding: 'utf8' | 'latin1', entry: ConsoleRecord | (() => ConsoleRecord)): void {
     if (this.closing) return;
-    const log = this.logFor(entry.functionName);
-    // A REPORT record comes with its line made (microvm/pool.ts), exactly what stringify gives.
-    const line = (entry as { [JSON_LINE]?: string })[JSON_LINE] ?? JSON.stringify(entry);
-    const bytes = Buffer.byteLength(line);
-    log.ring.push(line, bytes);
-    const listeners = this.followers.get(entry.functionName);
+    const log = this.logFor(name);
+    log.ring.push(line, bytes, encoding);
+    const listeners = this.followers.get(name);
     if (listeners) {
+      const record = typeof entry === 'function' ? entry() : entry;
       for (const listener of listeners) {
         try {
-          listener(entry);
+          listener(record);
         } catch {
           // A broken follower must not break the invocation that logged.
         }
@@ -246,7 +252,7 @@ export class LogStore implements ConsoleSink {
       log.dropped++;
       return;
     }
-    log.pending.append(line, bytes);
+    log.pending.append(line, bytes, encoding);
     log.ready ??= this.prepare(log).catch(() => {
       // No log folder (permissions, full disk): the ring still serves listings and followers.
       log.file = undefined;

@@ -17,6 +17,7 @@ import type {
   BootInfo,
   ConsoleRecord,
   ConsoleSink,
+  Done,
   InstanceInfo,
   InvokeRequest,
   InvokeResult,
@@ -29,7 +30,8 @@ import type {
 export interface PoolVm {
   readonly id: string;
   readonly bootInfo: BootInfo;
-  invoke(req: InvokeRequest): Promise<InvokeResult>;
+  /** Run one request: DONE is called once, after send returns, with an FnError or the result. */
+  send(req: InvokeRequest, done: Done<InvokeResult>): void;
   stop(graceMs?: number): Promise<void>;
   kill(reason: string): void;
   onExit(listener: () => void): void;
@@ -103,10 +105,19 @@ interface Entry {
   maxRssBytes: number;
   /** The first invocation's REPORT line carries the init duration. */
   reportedInit: boolean;
+  /** Made at its first REPORT (see report()). */
+  reportLine?: ReportPieces | null;
   /** Takes new requests: false once it exited, was stopped, or is due for recycling. */
   alive: boolean;
   /** In `entries` or `standbys` (not starting, not stopped). */
   listed: boolean;
+}
+
+interface ReportPieces {
+  /** From after the time up to the request id's opening quote. */
+  head: string;
+  /** From after the billed duration up to the memory used. */
+  memory: string;
 }
 
 interface Waiter {
@@ -118,8 +129,6 @@ interface Waiter {
 
 let vmSeq = 0;
 
-/** Where a record may carry its JSON line, ready made (functions/logs.ts looks for it). */
-const JSON_LINE = Symbol.for('fnctl.consoleRecord.jsonLine');
 /** Strings that JSON.stringify writes as they are, between quotes. */
 const JSON_SAFE = /^[\w.:@+-]*$/;
 
@@ -183,39 +192,45 @@ export class Pool implements BudgetOwner {
 
   /** Run one request on a microVM of this pool. */
   invoke(req: InvokeRequest): Promise<PoolInvokeResult> {
+    return new Promise((resolve, reject) => this.send(req, (err, out) => (err ? reject(err) : resolve(out!))));
+  }
+
+  /** invoke() without a promise, for the gateway's hot path: DONE is called once, after send returns. */
+  send(req: InvokeRequest, done: Done<PoolInvokeResult>): void {
     this.load(1);
-    // The warm path, taken by nearly every request under load: no queue, no awaits.
+    // The warm path, taken by nearly every request under load: no queue, no promise.
     if (this.waiters.length === 0 && !this.draining) {
       const free = this.findFree();
       if (free) {
         free.inflight++;
-        return this.run(free, { instance: free.vm.id, start: 'warm', queueMs: 0 }, req);
+        this.run(free, { instance: free.vm.id, start: 'warm', queueMs: 0 }, req, done);
+        return;
       }
     }
-    return this.acquire().then(
-      ({ entry, lease }) => this.run(entry, lease, req),
+    this.acquire().then(
+      ({ entry, lease }) => this.run(entry, lease, req, done),
       (err: unknown) => {
         this.load(-1);
-        throw err;
+        done(err, undefined);
       },
     );
   }
 
-  private run(entry: Entry, lease: Lease, req: InvokeRequest): Promise<PoolInvokeResult> {
-    return entry.vm.invoke(req).then(
-      (result) => {
-        this.report(entry, req.requestId, result.handlerMs, result.rssBytes, lease);
-        this.finishRequest(entry);
-        return { result, lease };
-      },
-      (err: unknown) => {
-        if (err instanceof FnError && err.details?.handlerMs !== undefined) {
+  private run(entry: Entry, lease: Lease, req: InvokeRequest, done: Done<PoolInvokeResult>): void {
+    entry.vm.send(req, (err, result) => {
+      try {
+        if (result) this.report(entry, req.requestId, result.handlerMs, result.rssBytes, lease);
+        else if (err instanceof FnError && err.details?.handlerMs !== undefined) {
           this.report(entry, req.requestId, Number(err.details.handlerMs), Number(err.details.rssBytes ?? 0), lease);
         }
-        this.finishRequest(entry);
-        throw err;
-      },
-    );
+      } catch (e) {
+        // The log sink failing is no reason to fail the request.
+        this.options.log.error({ err: e, fn: this.spec.functionName, requestId: req.requestId }, 'could not record the REPORT line');
+      }
+      this.finishRequest(entry);
+      if (result) done(undefined, { result, lease });
+      else done(err, undefined);
+    });
   }
 
   private finishRequest(entry: Entry): void {
@@ -564,44 +579,59 @@ export class Pool implements BudgetOwner {
   }
 
   /**
-   * One REPORT record per invocation, in the form of Lambda's. It also carries its own JSON line
-   * (under JSON_LINE, which the log store writes instead of running JSON.stringify): built from
-   * the same pieces by a template, a third of the cost, and this runs on every invocation. Only
-   * when every string in it needs no JSON escaping, which the gateway's ids and names never do.
+   * One REPORT record per invocation, in the form of Lambda's. This runs on every invocation, so
+   * the record is handed to the sink as its JSON line, built by a template from pieces that are
+   * fixed per microVM (exactly what JSON.stringify gives, tested), and the record object is made
+   * only if someone follows the logs. Only when every string in it needs no JSON escaping, which
+   * the gateway's ids and names never do; otherwise the record goes the ordinary way.
    */
   private report(entry: Entry, requestId: string, handlerMs: number, rssBytes: number, lease: Lease): void {
     if (rssBytes > entry.maxRssBytes) entry.maxRssBytes = rssBytes;
-    const { functionName, version, memoryMib } = this.spec;
     const duration = handlerMs.toFixed(2);
     const billed = Math.max(1, Math.ceil(handlerMs));
-    const used = Math.ceil(entry.maxRssBytes / (1024 * 1024));
+    const used = Math.ceil(entry.maxRssBytes / MiB);
     let init = '';
     const startMs = lease.bootMs ?? lease.initMs;
     if (!entry.reportedInit && startMs !== undefined) {
       entry.reportedInit = true;
       init = `${lease.start === 'restore' ? 'Restore' : 'Init'} Duration: ${startMs.toFixed(2)} ms`;
     }
-    const message = (tab: string): string =>
-      `REPORT RequestId: ${requestId}${tab}Duration: ${duration} ms${tab}Billed Duration: ${billed} ms` +
-      `${tab}Memory Size: ${memoryMib} MB${tab}Max Memory Used: ${used} MB${init ? tab + init : ''}`;
     const time = this.options.clock.now();
-    const instance = entry.vm.id;
-    const record: ConsoleRecord & { [JSON_LINE]?: string } = {
+    const { sink } = this.options;
+    const make = (tab: string): string =>
+      `REPORT RequestId: ${requestId}${tab}Duration: ${duration} ms${tab}Billed Duration: ${billed} ms` +
+      `${tab}Memory Size: ${this.spec.memoryMib} MB${tab}Max Memory Used: ${used} MB${init ? tab + init : ''}`;
+    const record = (): ConsoleRecord => ({
       time,
-      functionName,
-      version,
-      instance,
+      functionName: this.spec.functionName,
+      version: this.spec.version,
+      instance: entry.vm.id,
       stream: 'stdout',
       requestId,
       level: 'REPORT',
-      message: message('\t'),
-    };
-    if (JSON_SAFE.test(requestId) && JSON_SAFE.test(functionName) && JSON_SAFE.test(instance) && Number.isFinite(time) && Number.isInteger(version)) {
-      record[JSON_LINE] =
-        `{"time":${time},"functionName":"${functionName}","version":${version},"instance":"${instance}","stream":"stdout",` +
-        `"requestId":"${requestId}","level":"REPORT","message":"${message('\\t')}"}`;
+      message: make('\t'),
+    });
+    entry.reportLine ??= this.reportPieces(entry);
+    const pieces = entry.reportLine;
+    if (pieces && sink.recordLine && JSON_SAFE.test(requestId) && Number.isFinite(time)) {
+      const line =
+        '{"time":' + time + pieces.head + requestId + '","level":"REPORT","message":"REPORT RequestId: ' + requestId +
+        '\\tDuration: ' + duration + ' ms\\tBilled Duration: ' + billed + pieces.memory + used + ' MB' + (init ? '\\t' + init : '') + '"}';
+      sink.recordLine(this.spec.functionName, line, record);
+    } else {
+      sink.record(record());
     }
-    this.options.sink.record(record);
+  }
+
+  /** The parts of a microVM's REPORT line that never change, or null when they would need escaping. */
+  private reportPieces(entry: Entry): ReportPieces | null {
+    const { functionName, version, memoryMib } = this.spec;
+    const instance = entry.vm.id;
+    if (!JSON_SAFE.test(functionName) || !JSON_SAFE.test(instance) || !Number.isInteger(version) || !Number.isInteger(memoryMib)) return null;
+    return {
+      head: `,"functionName":"${functionName}","version":${version},"instance":"${instance}","stream":"stdout","requestId":"`,
+      memory: ` ms\\tMemory Size: ${memoryMib} MB\\tMax Memory Used: `,
+    };
   }
 
   /** Keep `min` microVMs running and `standby` paused ones ready, with free memory only. */

@@ -48,6 +48,9 @@ export interface InvokeRequest {
   sourceIp: string;
 }
 
+/** How the invoke path hands back its outcome without a promise: called once, with an error or a result. */
+export type Done<T> = (error: unknown, result: T | undefined) => void;
+
 export interface InvokeResult {
   status: number;
   headers: FlatHeaders;
@@ -71,6 +74,11 @@ export interface BootInfo {
 /** Where a microVM's console goes: one call per console record (a line of stdout or stderr). */
 export interface ConsoleSink {
   record(entry: ConsoleRecord): void;
+  /**
+   * A record given as its JSON line (exactly JSON.stringify of the record, ASCII only), for the
+   * REPORT record of every invocation; `entry` makes the record object, should anyone need it.
+   */
+  recordLine?(functionName: string, line: string, entry: () => ConsoleRecord): void;
 }
 
 export interface ConsoleRecord {

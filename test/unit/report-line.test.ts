@@ -1,6 +1,6 @@
-// The REPORT record's ready-made JSON line (microvm/pool.ts report()) is exactly what
-// JSON.stringify gives for the record, and the log store writes and keeps it as such; the store's
-// off-heap ring keeps the newest records of any size.
+// The REPORT record's JSON line, made by a template (microvm/pool.ts report()), is exactly what
+// JSON.stringify gives for the record, and the log store writes and keeps it as such; the record
+// object is made only for followers. The store's off-heap ring keeps the newest records of any size.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,10 +9,9 @@ import { FakeClock } from '../../core/clock.js';
 import { silentLogger } from '../../core/log.js';
 import { LogStore } from '../../functions/logs.js';
 import { Pool } from '../../microvm/pool.js';
-import type { ConsoleRecord, InvokeRequest, MicroVmConfig } from '../../microvm/types.js';
+import type { ConsoleRecord, ConsoleSink, InvokeRequest, MicroVmConfig } from '../../microvm/types.js';
 import { FakeVm } from '../helpers/fake-vm.js';
 
-const JSON_LINE = Symbol.for('fnctl.consoleRecord.jsonLine');
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -21,8 +20,30 @@ afterEach(() => {
 const req = (requestId: string): InvokeRequest => ({ requestId, method: 'GET', path: '/', query: '', headers: [], body: Buffer.alloc(0), sourceIp: '' });
 const flush = () => new Promise((r) => setImmediate(r));
 
-async function reports(functionName: string, ids: string[]): Promise<(ConsoleRecord & { [JSON_LINE]?: string })[]> {
-  const records: ConsoleRecord[] = [];
+/** A REPORT as the sink got it: the record, and its line when it came as one. */
+interface Got {
+  record: ConsoleRecord;
+  line?: string;
+}
+
+async function reports(functionName: string, ids: string[], sink?: ConsoleSink): Promise<Got[]> {
+  const got: Got[] = [];
+  const pool = poolWith(functionName, {
+    record: (record) => {
+      got.push({ record });
+      sink?.record(record);
+    },
+    recordLine: (fn, line, entry) => {
+      expect(fn).toBe(functionName);
+      got.push({ record: entry(), line });
+      sink?.recordLine?.(fn, line, entry);
+    },
+  });
+  await run(pool.pool, pool.vms, ids);
+  return got.filter((r) => r.record.level === 'REPORT');
+}
+
+function poolWith(functionName: string, sink: ConsoleSink): { pool: Pool; vms: FakeVm[] } {
   const vms: FakeVm[] = [];
   const pool = new Pool({
     spec: { functionName, version: 4, bundlePath: '/b', memoryMib: 256, timeoutMs: 1000, concurrency: 1, min: 0, max: 1, standby: 0, idleMs: 60_000, env: {}, network: 'host' },
@@ -33,46 +54,61 @@ async function reports(functionName: string, ids: string[]): Promise<(ConsoleRec
     },
     clock: new FakeClock(1_700_000_000_123),
     log: silentLogger(),
-    sink: { record: (r) => records.push(r) },
+    sink,
     initTimeoutMs: 1000,
     queueWaitMs: 500,
     queueLength: 10,
   });
+  return { pool, vms };
+}
+
+async function run(pool: Pool, vms: FakeVm[], ids: string[]): Promise<void> {
   for (const id of ids) {
     const call = pool.invoke(req(id));
     await flush();
     vms[0]!.finish();
     await call;
   }
-  return records.filter((r) => r.level === 'REPORT');
 }
 
 describe('REPORT line', () => {
   it('is JSON.stringify of the record, with and without the init duration', async () => {
     const rs = await reports('hello-fn', ['8ff3293f-82a9-4866-95b6-8b6c3d2bf0b4', 'r2']);
     expect(rs).toHaveLength(2);
-    expect(rs[0]!.message).toMatch(/\tInit Duration: /);
+    expect(rs[0]!.record.message).toMatch(/\tInit Duration: /);
+    expect(rs[1]!.record.message).not.toMatch(/Init Duration/);
     for (const r of rs) {
-      expect(r[JSON_LINE]).toBeDefined();
-      expect(r[JSON_LINE]).toBe(JSON.stringify(r));
+      expect(r.line).toBeDefined();
+      expect(r.line).toBe(JSON.stringify(r.record));
     }
   });
 
   it('is left to JSON.stringify when a string in it would need escaping', async () => {
     const [r] = await reports('hello-fn', ['we"ird\\id\t']);
-    expect(r![JSON_LINE]).toBeUndefined();
-    expect(r!.message).toContain('we"ird\\id\t');
+    expect(r!.line).toBeUndefined();
+    expect(r!.record.message).toContain('we"ird\\id\t');
   });
 
-  it('is what the log store writes and keeps', async () => {
+  it('goes to a sink without recordLine as a record', async () => {
+    const records: ConsoleRecord[] = [];
+    const { pool, vms } = poolWith('hello-fn', { record: (r) => records.push(r) });
+    await run(pool, vms, ['a1']);
+    expect(records.filter((r) => r.level === 'REPORT').map((r) => r.requestId)).toEqual(['a1']);
+  });
+
+  it('is what the log store writes, keeps and hands its followers', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'fnctl-report-'));
     dirs.push(dir);
     const store = new LogStore(dir);
-    const rs = await reports('hello-fn', ['a1', 'a2', 'we"ird']);
-    for (const r of rs) store.record(r);
-    expect(store.recent('hello-fn')).toEqual(rs.map((r) => JSON.parse(JSON.stringify(r)) as ConsoleRecord));
+    const followed: ConsoleRecord[] = [];
+    store.follow('hello-fn', (r) => followed.push(r));
+    const rs = await reports('hello-fn', ['a1', 'a2', 'we"ird'], store);
+    expect(rs.map((r) => r.line !== undefined)).toEqual([true, true, false]);
+    const records = rs.map((r) => r.record);
+    expect(followed).toEqual(records);
+    expect(store.recent('hello-fn')).toEqual(records);
     await store.close();
-    expect(readFileSync(path.join(dir, 'hello-fn.log'), 'utf8')).toBe(rs.map((r) => JSON.stringify(r) + '\n').join(''));
+    expect(readFileSync(path.join(dir, 'hello-fn.log'), 'utf8')).toBe(records.map((r) => JSON.stringify(r) + '\n').join(''));
   });
 });
 
