@@ -89,6 +89,25 @@ describe('REPORT line', () => {
     expect(r!.record.message).toContain('we"ird\\id\t');
   });
 
+  it('failing to be recorded fails no request', async () => {
+    const { pool, vms } = poolWith('hello-fn', {
+      record: () => {
+        throw new Error('disk on fire');
+      },
+      recordLine: () => {
+        throw new Error('disk on fire');
+      },
+    });
+    for (const id of ['a1', 'we"ird']) {
+      const call = pool.invoke(req(id));
+      await flush();
+      vms[0]!.finish();
+      expect((await call).result.status).toBe(200);
+    }
+    // The microVM was given back each time: one was enough.
+    expect(vms).toHaveLength(1);
+  });
+
   it('goes to a sink without recordLine as a record', async () => {
     const records: ConsoleRecord[] = [];
     const { pool, vms } = poolWith('hello-fn', { record: (r) => records.push(r) });
