@@ -55,9 +55,11 @@ function waitForLine(child: ChildProcess, match: (line: string) => boolean, what
   });
 }
 
-export async function startBareServer(): Promise<Running> {
-  const child = spawn(process.execPath, [path.join(repoRoot, 'dist/load/bare-server.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const line = await waitForLine(child, (l) => l.startsWith('{'), 'the bare server');
+/** The bare node:http hello server (load/bare-server.ts), or with HOP the same with one process hop in it (load/hop-server.ts). */
+export async function startBareServer(options: { hop?: boolean } = {}): Promise<Running> {
+  const script = options.hop ? 'hop-server.js' : 'bare-server.js';
+  const child = spawn(process.execPath, [path.join(repoRoot, 'dist/load', script)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const line = await waitForLine(child, (l) => l.startsWith('{'), options.hop ? 'the hop server' : 'the bare server');
   return { url: (JSON.parse(line) as { url: string }).url, child, stop: stopper(child) };
 }
 

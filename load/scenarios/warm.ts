@@ -2,6 +2,10 @@
 // own, in the same run. Targets alternate within a round and the order is reversed every other
 // round, so a slow spell on this shared machine does not always land on the same target. A short
 // warm-up (not recorded) starts the microVMs first.
+//
+// A second reference runs beside them: the bare server with one process hop in it (HOP, see
+// load/hop-server.ts). Its ratios have no goal; they show what a hop alone costs on this machine,
+// the part of the functions' ratios no platform that runs functions outside its HTTP server avoids.
 import type { ClassStats, LoadReport } from '../report/schema.js';
 import { ratio } from '../report/build.js';
 import { startBareServer } from '../processes.js';
@@ -20,6 +24,7 @@ export interface WarmOptions {
 }
 
 export const BARE = 'bare node:http';
+export const HOP = 'node:http + hop';
 
 /** 2xx responses per second over the time the class was loaded (its rps counts every response). */
 export function okRps(c: ClassStats): number {
@@ -47,23 +52,44 @@ export function warmRatios(classes: ClassStats[], functions: string[], byRound: 
     }
     ratios.push(ratio(`${fn} warm throughput / ${BARE}`, okRps(c) / okRps(base), '≥ 0.5'));
     if (c.latencyMs && base.latencyMs) ratios.push(ratio(`${fn} warm p99 / ${BARE} p99`, c.latencyMs.p99 / base.latencyMs.p99, '≤ 2'));
-    const each = byRound.map((r, i) => {
-      const f = r.get(fn);
-      const b = r.get(BARE);
-      if (!f || !b) return `round ${i + 1} -`;
-      const p99 = f.latencyMs && b.latencyMs ? `${(f.latencyMs.p99 / b.latencyMs.p99).toFixed(2)}×` : '-';
-      return `round ${i + 1} ${(f.okRps / b.okRps).toFixed(2)}/${p99}`;
-    });
-    notes.push(`${fn} by round, throughput/p99 to ${BARE} (2xx of any start): ${each.join(', ')}`);
+    notes.push(`${fn} by round, throughput/p99 to ${BARE} (2xx of any start): ${byRoundToBare(byRound, fn)}`);
   }
   return { ratios, notes };
 }
 
+/** TARGET's throughput and p99 to the bare server's in each round: "round 1 0.45/2.10×, round 2 …". */
+function byRoundToBare(byRound: Map<string, DriveResult>[], target: string): string {
+  return byRound
+    .map((r, i) => {
+      const t = r.get(target);
+      const b = r.get(BARE);
+      if (!t || !b) return `round ${i + 1} -`;
+      const p99 = t.latencyMs && b.latencyMs ? `${(t.latencyMs.p99 / b.latencyMs.p99).toFixed(2)}×` : '-';
+      return `round ${i + 1} ${(t.okRps / b.okRps).toFixed(2)}/${p99}`;
+    })
+    .join(', ');
+}
+
+/** The hop server's throughput and p99 to the bare server's, without goals (see the header). */
+export function hopRatios(classes: ClassStats[]): LoadReport['ratios'] {
+  const base = classes.find((c) => c.target === BARE);
+  const hop = classes.find((c) => c.target === HOP);
+  if (!base || !hop || base.ok === 0 || hop.ok === 0) return [];
+  const out = [ratio(`${HOP} throughput / ${BARE} (reference)`, okRps(hop) / okRps(base))];
+  if (hop.latencyMs && base.latencyMs) out.push(ratio(`${HOP} p99 / ${BARE} p99 (reference)`, hop.latencyMs.p99 / base.latencyMs.p99));
+  return out;
+}
+
 export async function warm(env: ScenarioEnv, opts: WarmOptions): Promise<LoadReport> {
   const bare = await startBareServer();
+  const hop = await startBareServer({ hop: true }).catch(async (err: unknown) => {
+    await bare.stop();
+    throw err;
+  });
   try {
     const targets = [
       { label: BARE, url: `${bare.url}/`, baseline: true },
+      { label: HOP, url: `${hop.url}/`, baseline: true },
       ...opts.functions.map((fn) => ({ label: fn, url: `${env.platform.url}/fn/${fn}`, baseline: false })),
     ];
     const warmupS = opts.warmupS ?? 1;
@@ -83,14 +109,16 @@ export async function warm(env: ScenarioEnv, opts: WarmOptions): Promise<LoadRep
         }
         byRound.push(results);
       }
-      const { ratios, notes } = warmRatios(session.recorder.stats(), opts.functions, byRound);
+      const classes = session.recorder.stats();
+      const { ratios, notes } = warmRatios(classes, opts.functions, byRound);
       session.notes.push(...notes);
+      session.notes.push(`${HOP} (a reference without goals: the bare server with one process hop) by round, throughput/p99 to ${BARE}: ${byRoundToBare(byRound, HOP)}`);
       return {
         options: { functions: opts.functions, connections: opts.connections, durationS: opts.durationS, rounds: opts.rounds, warmupS },
-        ratios,
+        ratios: [...ratios, ...hopRatios(classes)],
       };
     });
   } finally {
-    await bare.stop();
+    await Promise.all([bare.stop(), hop.stop()]);
   }
 }

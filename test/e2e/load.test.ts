@@ -65,16 +65,26 @@ describe('fnctl load', () => {
     });
   });
 
-  it('warm: the function warm against a bare node:http server in the same run, with ratios', async () => {
+  it('warm: the function warm against a bare node:http server and the same with a process hop, in the same run, with ratios', async () => {
     const { report, stdout } = await load('warm', ['warm', '--connections', '4', '--duration', '0.5', '--rounds', '2']);
     const bare = cls(report, 'bare node:http', 'baseline')!;
+    const hop = cls(report, 'node:http + hop', 'baseline')!;
     const warm = cls(report, 'hello', 'warm')!;
     expect(bare.ok).toBeGreaterThan(0);
+    expect(hop.ok).toBeGreaterThan(0);
+    expect(hop.requests).toBe(hop.ok);
     expect(warm.ok).toBeGreaterThan(0);
     expect(warm.latencyMs!.p99).toBeGreaterThan(0);
-    expect(report.ratios.map((r) => r.name)).toEqual(['hello warm throughput / bare node:http', 'hello warm p99 / bare node:http p99']);
+    expect(report.ratios.map((r) => [r.name, r.goal])).toEqual([
+      ['hello warm throughput / bare node:http', '≥ 0.5'],
+      ['hello warm p99 / bare node:http p99', '≤ 2'],
+      ['node:http + hop throughput / bare node:http (reference)', undefined],
+      ['node:http + hop p99 / bare node:http p99 (reference)', undefined],
+    ]);
     // Throughput is 2xx responses per second.
-    expect(report.ratios[0]!.value).toBeCloseTo(((warm.rps * warm.ok) / warm.requests) / ((bare.rps * bare.ok) / bare.requests), 10);
+    const okRps = (c: typeof bare) => (c.rps * c.ok) / c.requests;
+    expect(report.ratios[0]!.value).toBeCloseTo(okRps(warm) / okRps(bare), 10);
+    expect(report.ratios[2]!.value).toBeCloseTo(okRps(hop) / okRps(bare), 10);
     expect(report.options).toMatchObject({ functions: ['hello'], connections: 4, durationS: 0.5, rounds: 2 });
     expect(report.timeline.length).toBeGreaterThan(2);
     expect(report.timeline.some((p) => p.connections === 4)).toBe(true);

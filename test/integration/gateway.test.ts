@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { TestGateway } from '../helpers/gateway.js';
+import { isRunning } from '../helpers/process.js';
 
 const t = new TestGateway({ queueWaitMs: 300, queueLength: 2, maxBodyBytes: 64 * 1024, shutdownGraceMs: 2000 });
 const http = (pathname: string, options: Parameters<TestGateway['http']>[1] = {}) => t.http(pathname, options);
@@ -16,14 +17,6 @@ beforeAll(async () => {
 
 afterAll(() => t.close());
 
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function expectError(res: { status: number; headers: Record<string, unknown>; json: () => { error: Record<string, unknown> } }, status: number, code: string) {
   expect(res.status).toBe(status);
