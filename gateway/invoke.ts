@@ -88,8 +88,8 @@ export function createInvokeHandler(platform: Platform, metrics: Metrics, maxBod
     }
 
     const run = (body: Buffer) => {
-      pool.send(
-        {
+      pool
+        .invoke({
           requestId,
           method: req.method ?? 'GET',
           path: target.path,
@@ -97,24 +97,16 @@ export function createInvokeHandler(platform: Platform, metrics: Metrics, maxBod
           headers,
           body,
           sourceIp: req.socket.remoteAddress ?? '',
-        },
-        (err, out) => {
-          try {
-            if (out) {
-              respond(res, out, requestId, started, metrics, target.name);
-              return;
-            }
+        })
+        .then(
+          (out) => respond(res, out, requestId, started, metrics, target.name),
+          (err: unknown) => {
             const e = toFnError(err);
             metrics.invocations.labels(target.name, 'none', e.code).inc();
             if (e.code === 'THROTTLED') metrics.throttled.labels(target.name).inc();
             sendError(res, e, requestId);
-          } catch (bug) {
-            // Ours, not the function's: the client gets a 500 (or a cut connection), the log the stack.
-            sendError(res, bug, requestId);
-            throw bug;
-          }
-        },
-      );
+          },
+        );
     };
 
     if (contentLength <= 0 && !chunked) {

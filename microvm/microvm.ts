@@ -13,7 +13,7 @@ import { EMPTY_SSL_FLAG, FrameDecoder, FrameType, HOLD_GATE_FLAG, encodeFrame, w
 import { parseConsoleLine, readLines } from './guest/console.js';
 import { Lifecycle, isFinal } from './state.js';
 import type { JailedCommand } from './jailer.js';
-import type { BootInfo, ConsoleSink, Done, InstanceInfo, InvokeRequest, InvokeResult, MicroVmConfig, MicroVmState, StartKind } from './types.js';
+import type { BootInfo, ConsoleSink, InstanceInfo, InvokeRequest, InvokeResult, MicroVmConfig, MicroVmState, StartKind } from './types.js';
 
 export interface MicroVmDeps {
   sink: ConsoleSink;
@@ -91,30 +91,7 @@ function seconds(ms: number): string {
 
 // A class, not an object literal, so every in-flight entry has one hidden class.
 class Pending {
-  constructor(
-    readonly requestId: string,
-    private readonly done: Done<InvokeResult>,
-    readonly deadline: number,
-    private readonly log: Logger | undefined,
-  ) {}
-
-  resolve(result: InvokeResult): void {
-    this.call(undefined, result);
-  }
-
-  reject(error: FnError): void {
-    this.call(error, undefined);
-  }
-
-  /** The caller's code runs inside the channel's read handler or a timer: its failure is not the guest's. */
-  private call(error: FnError | undefined, result: InvokeResult | undefined): void {
-    try {
-      this.done(error, result);
-    } catch (err) {
-      if (this.log) this.log.error({ err, requestId: this.requestId }, 'an invocation\'s completion callback threw');
-      else process.emitWarning(`an invocation's completion callback threw: ${(err as Error)?.stack ?? String(err)}`);
-    }
-  }
+  constructor(readonly requestId: string, readonly resolve: (r: InvokeResult) => void, readonly reject: (e: FnError) => void, readonly deadline: number) {}
 }
 
 export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmState, MicroVmState] }> {
@@ -434,22 +411,12 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
 
   /** Run one request in the guest. Rejects with an FnError (FUNCTION_ERROR, _TIMEOUT, _CRASHED, OUT_OF_MEMORY, …). */
   invoke(req: InvokeRequest): Promise<InvokeResult> {
-    return new Promise((resolve, reject) => this.send(req, (err, result) => (err ? reject(err) : resolve(result!))));
-  }
-
-  /**
-   * invoke() without a promise, for the gateway's hot path: DONE is called once, later (never
-   * before send returns), with the FnError or the result.
-   */
-  send(req: InvokeRequest, done: Done<InvokeResult>): void {
     const state = this.lifecycle.state;
-    let refused: FnError | undefined;
-    if (state !== 'idle' && state !== 'busy') refused = new FnError('NOT_ALLOWED_IN_STATE', `microVM ${this.id}: cannot invoke while ${state}`);
-    else if (this.pending.size >= this.config.concurrency) refused = new FnError('THROTTLED', `microVM ${this.id} already serves ${this.config.concurrency} requests`);
-    if (refused) {
-      const error = refused;
-      queueMicrotask(() => done(error, undefined));
-      return;
+    if (state !== 'idle' && state !== 'busy') {
+      return Promise.reject(new FnError('NOT_ALLOWED_IN_STATE', `microVM ${this.id}: cannot invoke while ${state}`));
+    }
+    if (this.pending.size >= this.config.concurrency) {
+      return Promise.reject(new FnError('THROTTLED', `microVM ${this.id} already serves ${this.config.concurrency} requests`));
     }
     const id = this.nextId;
     this.nextId = id >= 0xffffffff ? 1 : id + 1;
@@ -457,14 +424,16 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
     this.invocations++;
     this.lastUsedAt = Date.now();
     const timeoutMs = this.config.timeoutMs;
-    this.pending.set(id, new Pending(req.requestId, done, performance.now() + timeoutMs, this.deps.log));
-    if (!this.deadlineTimer) this.armDeadline(timeoutMs);
-    if (this.outbox.length === 0) setImmediate(this.flushOutbox);
-    const { requestId, method, path, query, headers, sourceIp } = req;
-    for (const part of encodeFrame(FrameType.INVOKE, id, { requestId, method, path, query, headers, timeoutMs, sourceIp }, req.body, this.tuples)) {
-      this.outbox.push(part);
-      this.outboxBytes += part.length;
-    }
+    return new Promise<InvokeResult>((resolve, reject) => {
+      this.pending.set(id, new Pending(req.requestId, resolve, reject, performance.now() + timeoutMs));
+      if (!this.deadlineTimer) this.armDeadline(timeoutMs);
+      if (this.outbox.length === 0) setImmediate(this.flushOutbox);
+      const { requestId, method, path, query, headers, sourceIp } = req;
+      for (const part of encodeFrame(FrameType.INVOKE, id, { requestId, method, path, query, headers, timeoutMs, sourceIp }, req.body, this.tuples)) {
+        this.outbox.push(part);
+        this.outboxBytes += part.length;
+      }
+    });
   }
 
   private armDeadline(ms: number): void {

@@ -17,7 +17,6 @@ import type {
   BootInfo,
   ConsoleRecord,
   ConsoleSink,
-  Done,
   InstanceInfo,
   InvokeRequest,
   InvokeResult,
@@ -30,8 +29,7 @@ import type {
 export interface PoolVm {
   readonly id: string;
   readonly bootInfo: BootInfo;
-  /** Run one request: DONE is called once, after send returns, with an FnError or the result. */
-  send(req: InvokeRequest, done: Done<InvokeResult>): void;
+  invoke(req: InvokeRequest): Promise<InvokeResult>;
   stop(graceMs?: number): Promise<void>;
   kill(reason: string): void;
   onExit(listener: () => void): void;
@@ -105,8 +103,8 @@ interface Entry {
   maxRssBytes: number;
   /** The first invocation's REPORT line carries the init duration. */
   reportedInit: boolean;
-  /** Made at its first REPORT (see report()). */
-  reportLine?: ReportPieces | null;
+  /** Made at its first REPORT (see reportLine()). */
+  reportPieces?: ReportPieces | null;
   /** Takes new requests: false once it exited, was stopped, or is due for recycling. */
   alive: boolean;
   /** In `entries` or `standbys` (not starting, not stopped). */
@@ -192,45 +190,48 @@ export class Pool implements BudgetOwner {
 
   /** Run one request on a microVM of this pool. */
   invoke(req: InvokeRequest): Promise<PoolInvokeResult> {
-    return new Promise((resolve, reject) => this.send(req, (err, out) => (err ? reject(err) : resolve(out!))));
-  }
-
-  /** invoke() without a promise, for the gateway's hot path: DONE is called once, after send returns. */
-  send(req: InvokeRequest, done: Done<PoolInvokeResult>): void {
     this.load(1);
-    // The warm path, taken by nearly every request under load: no queue, no promise.
+    // The warm path, taken by nearly every request under load: no queue, no awaits.
     if (this.waiters.length === 0 && !this.draining) {
       const free = this.findFree();
       if (free) {
         free.inflight++;
-        this.run(free, { instance: free.vm.id, start: 'warm', queueMs: 0 }, req, done);
-        return;
+        return this.run(free, { instance: free.vm.id, start: 'warm', queueMs: 0 }, req);
       }
     }
-    this.acquire().then(
-      ({ entry, lease }) => this.run(entry, lease, req, done),
+    return this.acquire().then(
+      ({ entry, lease }) => this.run(entry, lease, req),
       (err: unknown) => {
         this.load(-1);
-        done(err, undefined);
+        throw err;
       },
     );
   }
 
-  private run(entry: Entry, lease: Lease, req: InvokeRequest, done: Done<PoolInvokeResult>): void {
-    entry.vm.send(req, (err, result) => {
-      try {
-        if (result) this.report(entry, req.requestId, result.handlerMs, result.rssBytes, lease);
-        else if (err instanceof FnError && err.details?.handlerMs !== undefined) {
+  private run(entry: Entry, lease: Lease, req: InvokeRequest): Promise<PoolInvokeResult> {
+    return entry.vm.invoke(req).then(
+      (result) => {
+        this.report(entry, req.requestId, result.handlerMs, result.rssBytes, lease);
+        this.finishRequest(entry);
+        return { result, lease };
+      },
+      (err: unknown) => {
+        if (err instanceof FnError && err.details?.handlerMs !== undefined) {
           this.report(entry, req.requestId, Number(err.details.handlerMs), Number(err.details.rssBytes ?? 0), lease);
         }
-      } catch (e) {
-        // The log sink failing is no reason to fail the request.
-        this.options.log.error({ err: e, fn: this.spec.functionName, requestId: req.requestId }, 'could not record the REPORT line');
-      }
-      this.finishRequest(entry);
-      if (result) done(undefined, { result, lease });
-      else done(err, undefined);
-    });
+        this.finishRequest(entry);
+        throw err;
+      },
+    );
+  }
+
+  /** The REPORT line of one invocation; the log sink failing is no reason to fail the invocation. */
+  private report(entry: Entry, requestId: string, handlerMs: number, rssBytes: number, lease: Lease): void {
+    try {
+      this.reportLine(entry, requestId, handlerMs, rssBytes, lease);
+    } catch (err) {
+      this.options.log.error({ err, fn: this.spec.functionName, requestId }, 'could not record the REPORT line');
+    }
   }
 
   private finishRequest(entry: Entry): void {
@@ -585,7 +586,7 @@ export class Pool implements BudgetOwner {
    * only if someone follows the logs. Only when every string in it needs no JSON escaping, which
    * the gateway's ids and names never do; otherwise the record goes the ordinary way.
    */
-  private report(entry: Entry, requestId: string, handlerMs: number, rssBytes: number, lease: Lease): void {
+  private reportLine(entry: Entry, requestId: string, handlerMs: number, rssBytes: number, lease: Lease): void {
     if (rssBytes > entry.maxRssBytes) entry.maxRssBytes = rssBytes;
     const duration = handlerMs.toFixed(2);
     const billed = Math.max(1, Math.ceil(handlerMs));
@@ -611,8 +612,8 @@ export class Pool implements BudgetOwner {
       level: 'REPORT',
       message: make('\t'),
     });
-    entry.reportLine ??= this.reportPieces(entry);
-    const pieces = entry.reportLine;
+    entry.reportPieces ??= this.reportPieces(entry);
+    const pieces = entry.reportPieces;
     if (pieces && sink.recordLine && JSON_SAFE.test(requestId) && Number.isFinite(time)) {
       const line =
         '{"time":' + time + pieces.head + requestId + '","level":"REPORT","message":"REPORT RequestId: ' + requestId +

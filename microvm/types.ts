@@ -48,9 +48,6 @@ export interface InvokeRequest {
   sourceIp: string;
 }
 
-/** How the invoke path hands back its outcome without a promise: called once, with an error or a result. */
-export type Done<T> = (error: unknown, result: T | undefined) => void;
-
 export interface InvokeResult {
   status: number;
   headers: FlatHeaders;

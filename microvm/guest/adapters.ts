@@ -18,12 +18,7 @@ export interface GuestResponse {
   body: Uint8Array;
 }
 
-/**
- * Runs one invocation. A fetch handler that answered synchronously with a response the runtime
- * can read at once gets its response back synchronously: no promise, so no microtask turn and no
- * AsyncLocalStorage hooks for it. Anything else, errors included, comes as a promise.
- */
-export type Adapter = (meta: InvokeMeta, body: Buffer) => GuestResponse | Promise<GuestResponse>;
+export type Adapter = (meta: InvokeMeta, body: Buffer) => Promise<GuestResponse>;
 
 /** Who the guest is, from the platform env vars the host sets (read after a restore, not before). */
 export interface GuestIdentity {
@@ -207,7 +202,7 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 }
 
 export function makeFetchAdapter(fetch: FetchHandler, track: (p: Promise<unknown>) => void): Adapter {
-  // Not an async function: a handler that returns a LightResponse synchronously costs no promise
+  // Not an async function: a handler that returns a LightResponse synchronously costs one promise
   // here instead of four, and each promise also pays the runtime's AsyncLocalStorage hooks.
   return (meta, body) => {
     const ctx: FetchContext = {
@@ -226,7 +221,8 @@ export function makeFetchAdapter(fetch: FetchHandler, track: (p: Promise<unknown
       return Promise.reject(err);
     }
     if (isThenable(out)) return Promise.resolve(out).then(responseToGuest);
-    return lightResponseParts(out) ?? responseToGuest(out);
+    const light = lightResponseParts(out);
+    return light ? Promise.resolve(light) : responseToGuest(out);
   };
 }
 

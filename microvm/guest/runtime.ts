@@ -20,7 +20,6 @@ import {
   makeLambdaAdapter,
   trackEnvWrites,
   type Adapter,
-  type GuestResponse,
   type FetchHandler,
   type LambdaHandler,
 } from './adapters.js';
@@ -119,10 +118,9 @@ function warmUpPaths(): void {
     return url.searchParams.get('json') === null ? new Response(url.pathname, { headers: { 'content-type': 'text/plain' } }) : Response.json({ path: url.pathname });
   }, () => {});
   const lambdaStyle = makeLambdaAdapter(() => Promise.resolve({ statusCode: 200, body: 'ok' }), identityFromEnv({}));
-  const answer = (r: ReturnType<Adapter>): void => void Promise.resolve(r).then(respond, () => {});
-  answer(fetchStyle(meta, Buffer.alloc(0)));
-  answer(fetchStyle({ ...meta, query: 'json=1' }, Buffer.alloc(0)));
-  answer(lambdaStyle(meta, Buffer.alloc(0)));
+  void fetchStyle(meta, Buffer.alloc(0)).then(respond, () => {});
+  void fetchStyle({ ...meta, query: 'json=1' }, Buffer.alloc(0)).then(respond, () => {});
+  void lambdaStyle(meta, Buffer.alloc(0)).then(respond, () => {});
   // The channel's stream paths too, on a socket without a handle (nothing is opened): a frame
   // pushed in as a read delivers it, and a reply corked and written as send() writes one (the
   // write fails unheard: there is nothing to write to).
@@ -233,38 +231,31 @@ function serve(found: Exclude<Found, { style: 'none' }>, initMs: () => number, r
 
   function invoke(id: number, meta: InvokeMeta, body: Buffer): void {
     const t0 = performance.now();
-    let out: ReturnType<Adapter>;
+    let settled: Promise<unknown>;
     try {
-      out = run(meta.requestId, adapter, meta, body);
+      settled = run(meta.requestId, adapter, meta, body);
     } catch (err) {
-      out = Promise.reject(err);
+      settled = Promise.reject(err);
     }
-    const answered = (): void => {
-      inflight--;
-      maybeExit();
-    };
-    const ok = (r: GuestResponse): void => {
-      if (!sock.writable) return;
-      send(sock, FrameType.RESPONSE, id, { status: r.status, headers: r.headers, handlerMs: performance.now() - t0, rssBytes: rss() }, r.body);
-    };
-    const failed = (err: unknown): void => {
-      const payload = errorPayload(err);
-      // Into the function's log too, tagged, as Lambda's runtime logs "Invoke Error".
-      process.stderr.write(formatConsoleLine(new Date(), meta.requestId, 'ERROR', `Invoke Error\t${payload.stack ?? payload.message}`));
-      if (!sock.writable) return;
-      send(sock, FrameType.ERROR, id, { ...payload, handlerMs: performance.now() - t0, rssBytes: rss() });
-    };
-    if (!(out instanceof Promise)) {
-      // Answered synchronously (see Adapter): sent in this turn, with the others of this read.
-      try {
-        ok(out);
-      } catch (err) {
-        failed(err);
-      }
-      answered();
-      return;
-    }
-    out.then(ok, failed).finally(answered);
+    settled
+      .then(
+        (res) => {
+          const r = res as Awaited<ReturnType<Adapter>>;
+          if (!sock.writable) return;
+          send(sock, FrameType.RESPONSE, id, { status: r.status, headers: r.headers, handlerMs: performance.now() - t0, rssBytes: rss() }, r.body);
+        },
+        (err: unknown) => {
+          const payload = errorPayload(err);
+          // Into the function's log too, tagged, as Lambda's runtime logs "Invoke Error".
+          process.stderr.write(formatConsoleLine(new Date(), meta.requestId, 'ERROR', `Invoke Error\t${payload.stack ?? payload.message}`));
+          if (!sock.writable) return;
+          send(sock, FrameType.ERROR, id, { ...payload, handlerMs: performance.now() - t0, rssBytes: rss() });
+        },
+      )
+      .finally(() => {
+        inflight--;
+        maybeExit();
+      });
   }
 
   function maybeExit(): void {

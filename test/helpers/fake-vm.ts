@@ -2,7 +2,7 @@
 // the test finishes them, and stop/crash fire the exit listeners as a real microVM does.
 import { FnError } from '../../core/errors.js';
 import type { PoolVm } from '../../microvm/pool.js';
-import type { Done, InstanceInfo, InvokeRequest, InvokeResult } from '../../microvm/types.js';
+import type { InstanceInfo, InvokeRequest, InvokeResult } from '../../microvm/types.js';
 
 export class FakeVm implements PoolVm {
   readonly bootInfo = { pid: 1, style: 'fetch' as const, initMs: 5, bootMs: 7, restored: false };
@@ -22,8 +22,8 @@ export class FakeVm implements PoolVm {
 
   constructor(readonly id: string) {}
 
-  send(req: InvokeRequest, done: Done<InvokeResult>): void {
-    this.pending.push({ req, resolve: (r) => done(undefined, r), reject: (e) => done(e, undefined) });
+  invoke(req: InvokeRequest): Promise<InvokeResult> {
+    return new Promise((resolve, reject) => this.pending.push({ req, resolve, reject }));
   }
 
   finish(index = 0): void {

@@ -3,7 +3,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { FnError } from '../../core/errors.js';
-import type { Logger } from '../../core/log.js';
 import { MicroVm, guestNodeFlags, type ExitInfo } from '../../microvm/microvm.js';
 import type { ConsoleRecord, InvokeRequest, MicroVmConfig } from '../../microvm/types.js';
 import { bundleGuest, type GuestBundle } from '../helpers/guest-bundle.js';
@@ -235,35 +234,6 @@ describe('MicroVm with real guests', () => {
     expect(vm.state).toBe('idle');
     await vm.stop();
     expect((await invokeError(vm)).code).toBe('NOT_ALLOWED_IN_STATE');
-  });
-
-  it('send() calls back once, never before it returns, and survives a callback that throws', async () => {
-    const errors: unknown[] = [];
-    const log = { error: (o: unknown) => errors.push(o), warn() {}, info() {}, debug() {} } as unknown as Logger;
-    const vm = await MicroVm.boot(config(await bundle(`export default { fetch: () => new Response('ok') };`), { concurrency: 2 }), { sink: { record() {} }, log });
-    vms.push(vm);
-    let returned = false;
-    const calls: string[] = [];
-    await new Promise<void>((resolve) => {
-      vm.send(req({ requestId: 'req-throws' }), (err, r) => {
-        calls.push(`${returned} ${String(err)} ${r?.body.toString()}`);
-        resolve();
-        throw new Error('a bug in the caller');
-      });
-      returned = true;
-    });
-    expect(calls).toEqual(['true undefined ok']);
-    expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatchObject({ requestId: 'req-throws', err: { message: 'a bug in the caller' } });
-    // Not the guest's fault: it keeps serving, and a refusal also comes after send returns.
-    expect((await vm.invoke(req())).body.toString()).toBe('ok');
-    await vm.stop();
-    returned = false;
-    const refused = await new Promise<unknown>((resolve) => {
-      vm.send(req(), (err) => resolve(returned ? err : new Error('called back before send returned')));
-      returned = true;
-    });
-    expect(refused).toMatchObject({ code: 'NOT_ALLOWED_IN_STATE' });
   });
 
   it('reports a throwing handler as FUNCTION_ERROR and keeps serving', async () => {
