@@ -92,9 +92,12 @@ scenarioCommand('warm', 'warm throughput and latency of hello through the gatewa
   .action(async (opts: { connections: number; duration: number; rounds: number } & OutputOptions) => {
     await bench(opts, async (env, platform) => {
       // One microVM serving every connection (as an isolate platform would), and Lambda's model of
-      // one request per microVM spread over up to ten of them.
-      await deployExample(platform, 'hello', HELLO, { concurrency: opts.connections, max: 1 });
-      await deployExample(platform, 'hello-c1', HELLO, { concurrency: 1, max: 10 });
+      // one request per microVM spread over up to ten of them. Both keep their microVMs between
+      // runs (min = max, as provisioned concurrency does): otherwise the autoscaler stops most of
+      // hello-c1's ten while the other targets run and restores them at the start of each of its
+      // own runs (eight restores a run), which is neither warm nor quiet for the other targets.
+      await deployExample(platform, 'hello', HELLO, { concurrency: opts.connections, min: 1, max: 1 });
+      await deployExample(platform, 'hello-c1', HELLO, { concurrency: 1, min: 10, max: 10 });
       return warm(env, { functions: ['hello', 'hello-c1'], connections: opts.connections, durationS: opts.duration, rounds: opts.rounds });
     });
   });
