@@ -64,10 +64,12 @@ export class SeriesHistogram {
     return s;
   }
 
-  /** What the registry reads: cumulative buckets, +Inf, sum and count of every series. */
+  /** What the registry reads: cumulative buckets, +Inf, sum and count of every series observed since the last reset. */
   async get(): Promise<{ name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: ExportedValue[] }> {
     const values: ExportedValue[] = [];
     for (const s of this.all.values()) {
+      // prom-client has no series for label values not observed since a reset.
+      if (s.count === 0) continue;
       let acc = 0;
       this.buckets.forEach((le, i) => {
         acc += s.counts[i]!;
@@ -82,13 +84,29 @@ export class SeriesHistogram {
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
 
-  /** Back to zero; kept series stay valid. */
+  /** As prom-client's reset(): no series shown until observed again. Kept series stay valid. */
   reset(): void {
     for (const s of this.all.values()) {
       s.counts.fill(0);
       s.sum = 0;
       s.count = 0;
     }
+  }
+}
+
+/** prom-client's Counter, whose reset() also drops the `ok` counts not added to it yet. */
+class InvocationCounter extends Counter<'function' | 'start' | 'code'> {
+  constructor(
+    config: ConstructorParameters<typeof Counter<'function' | 'start' | 'code'>>[0],
+    private readonly dropPending: () => void,
+  ) {
+    super(config);
+  }
+
+  override reset(): void {
+    // prom-client's constructor resets too, before dropPending is set.
+    this.dropPending?.();
+    super.reset();
   }
 }
 
@@ -110,21 +128,26 @@ export interface MetricsSource {
 export class Metrics {
   readonly registry = new Registry();
 
-  readonly invocations = new Counter({
-    name: 'fnctl_invocations_total',
-    help: 'Invocations by function, start kind and outcome code (ok or an error code)',
-    labelNames: ['function', 'start', 'code'] as const,
-    registers: [this.registry],
-    collect: () => {
-      for (const [fn, byStart] of this.series) {
-        for (const [start, s] of byStart) {
-          if (s.ok.pending === 0) continue;
-          this.invocations.labels(fn, start, 'ok').inc(s.ok.pending);
-          s.ok.pending = 0;
+  readonly invocations = new InvocationCounter(
+    {
+      name: 'fnctl_invocations_total',
+      help: 'Invocations by function, start kind and outcome code (ok or an error code)',
+      labelNames: ['function', 'start', 'code'] as const,
+      registers: [this.registry],
+      collect: () => {
+        for (const [fn, byStart] of this.series) {
+          for (const [start, s] of byStart) {
+            if (s.ok.pending === 0) continue;
+            this.invocations.labels(fn, start, 'ok').inc(s.ok.pending);
+            s.ok.pending = 0;
+          }
         }
-      }
+      },
     },
-  });
+    () => {
+      for (const byStart of this.series.values()) for (const s of byStart.values()) s.ok.pending = 0;
+    },
+  );
 
   readonly duration = new SeriesHistogram(
     'fnctl_invocation_duration_seconds',

@@ -92,7 +92,7 @@ scenarioCommand('warm', 'warm throughput and latency of hello through the gatewa
   .action(async (opts: { connections: number; duration: number; rounds: number } & OutputOptions) => {
     await bench(opts, async (env, platform) => {
       // One microVM serving every connection (as an isolate platform would), and Lambda's model of
-      // one request per microVM spread over up to ten of them. Both keep their microVMs between
+      // one request per microVM spread over ten of them. Both keep their microVMs between
       // runs (min = max, as provisioned concurrency does): otherwise the autoscaler stops most of
       // hello-c1's ten while the other targets run and restores them at the start of each of its
       // own runs (eight restores a run), which is neither warm nor quiet for the other targets.

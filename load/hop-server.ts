@@ -65,13 +65,18 @@ function parent(): void {
     process.stdout.write(JSON.stringify({ url: `http://127.0.0.1:${port}` }) + '\n');
   });
   let stopping = false;
+  // A flush after the child went away writes to a closed socket: nothing to answer any more.
+  channel.on('error', () => {});
   worker.on('exit', () => {
-    if (!stopping) process.exit(1);
+    // Exit only once the child is gone (reaped), so stopping this server leaves nothing behind.
+    process.exit(stopping ? 0 : 1);
   });
   process.on('SIGTERM', () => {
     stopping = true;
+    server.close();
+    // Requests still waiting would never be answered now.
+    server.closeAllConnections();
     worker.kill();
-    server.close(() => process.exit(0));
   });
 }
 

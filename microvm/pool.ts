@@ -612,7 +612,7 @@ export class Pool implements BudgetOwner {
       level: 'REPORT',
       message: make('\t'),
     });
-    entry.reportPieces ??= this.reportPieces(entry);
+    if (entry.reportPieces === undefined) entry.reportPieces = this.reportPieces(entry);
     const pieces = entry.reportPieces;
     if (pieces && sink.recordLine && JSON_SAFE.test(requestId) && Number.isFinite(time)) {
       const line =

@@ -47,6 +47,7 @@ describe('Metrics', () => {
       for (const name of ['fnctl_invocations_total', 'fnctl_invocation_duration_seconds']) {
         const lines = family(ours, name);
         expect(lines.length).toBeGreaterThan(2);
+        // The same lines; series may come in another order (Prometheus does not mind).
         expect(lines.sort()).toEqual(family(theirs, name).sort());
       }
     };
@@ -54,6 +55,13 @@ describe('Metrics', () => {
     // Counts keep adding up across scrapes.
     await check();
     expect(family(await metrics.text(), 'fnctl_invocations_total')).toContain('fnctl_invocations_total{function="hello",start="warm",code="ok"} 10');
+    // A reset forgets everything, counts not yet scraped too, as prom-client's does.
+    metrics.invocationSeries('hello', 'warm').ok.inc();
+    metrics.registry.resetMetrics();
+    reference.resetMetrics();
+    const [ours, theirs] = [await metrics.text(), await reference.metrics()];
+    for (const name of ['fnctl_invocations_total', 'fnctl_invocation_duration_seconds']) expect(family(ours, name)).toEqual(family(theirs, name));
+    await check();
   });
 
   it('hands out the same series for the same function and start', () => {
