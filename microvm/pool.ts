@@ -599,9 +599,6 @@ export class Pool implements BudgetOwner {
     }
     const time = this.options.clock.now();
     const { sink } = this.options;
-    const make = (tab: string): string =>
-      `REPORT RequestId: ${requestId}${tab}Duration: ${duration} ms${tab}Billed Duration: ${billed} ms` +
-      `${tab}Memory Size: ${this.spec.memoryMib} MB${tab}Max Memory Used: ${used} MB${init ? tab + init : ''}`;
     const record = (): ConsoleRecord => ({
       time,
       functionName: this.spec.functionName,
@@ -610,7 +607,9 @@ export class Pool implements BudgetOwner {
       stream: 'stdout',
       requestId,
       level: 'REPORT',
-      message: make('\t'),
+      message:
+        `REPORT RequestId: ${requestId}\tDuration: ${duration} ms\tBilled Duration: ${billed} ms` +
+        `\tMemory Size: ${this.spec.memoryMib} MB\tMax Memory Used: ${used} MB${init ? '\t' + init : ''}`,
     });
     if (entry.reportPieces === undefined) entry.reportPieces = this.reportPieces(entry);
     const pieces = entry.reportPieces;
