@@ -2,20 +2,25 @@
 // socketpair on fd 3 of the guest). A frame is:
 //
 //   u32 LE  length of everything after this field
-//   u8      type (FrameType)
+//   u8      type (FrameType), with FIELDS set when the meta is in the fields form
 //   u32 LE  id (request id on the channel; 0 for messages about the whole microVM)
-//   u32 LE  length of the meta JSON
-//   ...     meta: UTF-8 JSON, typed by FrameType
+//   u32 LE  length of the meta
+//   ...     meta: UTF-8 JSON typed by FrameType, or latin1 fields (below)
 //   ...     payload: raw bytes (request or response body), so binary bodies need no encoding
 //
 // Multiplexed by id, so one microVM can serve `concurrency` requests at once.
 //
-// The two metas of every invocation, INVOKE and RESPONSE, may also travel as positional JSON
-// arrays (InvokeTuple, ResponseTuple): half the cost of objects to write and to parse, on both
-// sides of the channel. The decoder accepts both forms and always hands out objects. A guest
-// always answers with a ResponseTuple; bundles built before it (still running after a platform
-// upgrade) answer with objects and only understand object INVOKEs, so the host sends tuples to a
-// guest only once it has seen one from it.
+// The two metas of every invocation, INVOKE and RESPONSE, have two cheaper forms than a JSON
+// object, and the decoder accepts every form and always hands out objects:
+// - fields: the meta's strings joined by NUL and sent as latin1, marked by FIELDS in the type
+//   byte. No JSON to write or parse, and the host writes a whole tick's INVOKEs as one string.
+//   Every string the gateway takes from node's HTTP parser is latin1 and free of NUL, and so are
+//   nearly all response headers; a meta that is not goes as JSON (invokeFields and responseFields
+//   say which).
+//   A guest that reads them says so in READY (`fields`) and answers in them.
+// - tuples: positional JSON arrays (InvokeTuple, ResponseTuple), what the guests of bundles built
+//   before the fields form send; the host answers a guest that sent one with tuple INVOKEs.
+// Bundles older than both (still running after a platform upgrade) get JSON objects.
 import type { ErrorPayload } from './errors.js';
 
 export const FrameType = {
@@ -35,6 +40,12 @@ export const FrameType = {
 
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
+/** Set in the type byte of an INVOKE or RESPONSE whose meta is in the fields form. */
+export const FIELDS = 0x80;
+/** Between the fields of a meta in the fields form. */
+const SEP = '\0';
+const NOT_LATIN1 = /[^\0-\xff]/;
+
 export type HandlerStyle = 'fetch' | 'lambda';
 
 /** Headers as a flat list [name, value, name, value, …], names lower-case; repeats allowed. */
@@ -49,6 +60,8 @@ export interface ReadyMeta {
   restored: boolean;
   /** Milliseconds from the process start to ready, as the guest saw them. */
   startupMs: number;
+  /** The guest reads INVOKEs in the fields form (absent in bundles built before it). */
+  fields?: boolean;
 }
 
 export interface InvokeMeta {
@@ -117,6 +130,127 @@ function fromTuple(type: FrameType, t: unknown[]): InvokeMeta | ResponseMeta {
   throw new Error(`channel protocol error: unexpected tuple meta for frame type ${type}`);
 }
 
+/**
+ * The INVOKE meta in the fields form: requestId, method, path, query, timeoutMs, sourceIp, then
+ * the headers' names and values; undefined when a string holds a NUL (it would shift every field
+ * after it) or a character above U+00FF (latin1 cannot carry it).
+ */
+export function invokeFields(m: InvokeMeta): string | undefined {
+  const h = m.headers;
+  let s = m.requestId + SEP + m.method + SEP + m.path + SEP + m.query + SEP + m.timeoutMs + SEP + m.sourceIp;
+  for (let i = 0; i < h.length; i++) s += SEP + h[i]!;
+  return fieldsOk(s, 5 + h.length) ? s : undefined;
+}
+
+/** The RESPONSE meta in the fields form: status, handlerMs, rssBytes, then the headers; undefined as for invokeFields. */
+export function responseFields(m: ResponseMeta): string | undefined {
+  const h = m.headers;
+  let s = m.status + SEP + m.handlerMs + SEP + m.rssBytes;
+  for (let i = 0; i < h.length; i++) s += SEP + h[i]!;
+  return fieldsOk(s, 2 + h.length) ? s : undefined;
+}
+
+/** Exactly `separators` NULs, so none came from a field, and nothing above latin1. */
+function fieldsOk(s: string, separators: number): boolean {
+  let n = 0;
+  for (let i = s.indexOf(SEP); i !== -1; i = s.indexOf(SEP, i + 1)) n++;
+  return n === separators && !NOT_LATIN1.test(s);
+}
+
+/** The object a meta in the fields form stands for; a protocol error for anything else. */
+function fromFields(type: FrameType, meta: string): InvokeMeta | ResponseMeta {
+  const f = meta.split(SEP);
+  if (type === FrameType.RESPONSE && f.length >= 3 && f.length % 2 === 1) {
+    const status = Number(f[0]);
+    const handlerMs = Number(f[1]);
+    const rssBytes = Number(f[2]);
+    if (Number.isInteger(status) && Number.isFinite(handlerMs) && Number.isFinite(rssBytes)) {
+      return { status, handlerMs, rssBytes, headers: f.slice(3) };
+    }
+  }
+  if (type === FrameType.INVOKE && f.length >= 6 && f.length % 2 === 0) {
+    const timeoutMs = Number(f[4]);
+    if (Number.isFinite(timeoutMs)) return { requestId: f[0]!, method: f[1]!, path: f[2]!, query: f[3]!, timeoutMs, sourceIp: f[5]!, headers: f.slice(6) };
+  }
+  throw new Error(`channel protocol error: malformed fields meta for frame type ${type}`);
+}
+
+/** u32 little-endian as four latin1 characters. */
+function u32(n: number): string {
+  return String.fromCharCode(n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24);
+}
+
+/**
+ * Frames waiting to be written, as latin1 strings (frames in the fields form, with a small payload
+ * inside) or buffers, in order: flushed once per tick (`schedule`), in one write when they are all
+ * strings. The host collects a tick's INVOKEs in one, the guest a tick's answers.
+ */
+export class Outbox {
+  private parts: (string | Buffer)[] = [];
+  private buffers = 0;
+  private bufferBytes = 0;
+
+  constructor(
+    private readonly sink: () => { write(chunk: string | Buffer, encoding?: BufferEncoding): boolean; cork(): void; uncork(): void } | undefined,
+    private readonly schedule: (flush: () => void) => void,
+  ) {}
+
+  get empty(): boolean {
+    return this.parts.length === 0;
+  }
+
+  /** A frame whose meta is in the fields form (invokeFields, responseFields). */
+  addFields(type: FrameType, id: number, meta: string, payload?: Uint8Array): void {
+    const payloadLen = payload ? payload.byteLength : 0;
+    const head = u32(HEADER - 4 + meta.length + payloadLen) + String.fromCharCode(type | FIELDS) + u32(id) + u32(meta.length) + meta;
+    if (payloadLen === 0) return this.push(head);
+    const bytes = Buffer.isBuffer(payload) ? payload : Buffer.from(payload!.buffer, payload!.byteOffset, payload!.byteLength);
+    if (payloadLen <= INLINE_PAYLOAD_BYTES) return this.push(head + bytes.toString('latin1'));
+    this.push(head);
+    this.push(bytes);
+  }
+
+  /** A frame with a JSON meta (encodeFrame's form). */
+  add<T extends FrameType>(type: T, id: number, meta: MetaByType[T], payload?: Uint8Array, tuple = false): void {
+    for (const part of encodeFrame(type, id, meta, payload, tuple)) this.push(part);
+  }
+
+  private push(part: string | Buffer): void {
+    if (this.parts.length === 0) this.schedule(this.flush);
+    this.parts.push(part);
+    if (typeof part !== 'string') {
+      this.buffers++;
+      this.bufferBytes += part.length;
+    }
+  }
+
+  /** Write what is waiting now (before a frame that must follow it, or the end of the channel). */
+  readonly flush = (): void => {
+    const parts = this.parts;
+    if (parts.length === 0) return;
+    const { buffers, bufferBytes } = this;
+    this.parts = [];
+    this.buffers = 0;
+    this.bufferBytes = 0;
+    // No channel (the guest is gone): nobody is left to read them.
+    const sink = this.sink();
+    if (!sink) return;
+    if (buffers === 0) {
+      sink.write(parts.length === 1 ? (parts[0] as string) : parts.join(''), 'latin1');
+    } else if (buffers === parts.length && bufferBytes <= OUTBOX_COPY_BYTES) {
+      sink.write(parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts as Buffer[], bufferBytes));
+    } else {
+      // Large bodies go as they are, without a copy, in one corked batch.
+      sink.cork();
+      for (const part of parts) {
+        if (typeof part === 'string') sink.write(part, 'latin1');
+        else sink.write(part);
+      }
+      sink.uncork();
+    }
+  };
+}
+
 /** Node's OpenSSL config on a held guest's stdin: its gate (see microvm/microvm.ts HOLD_NODE_SCRIPT). */
 export const HOLD_GATE_FLAG = '--openssl-config=/dev/stdin';
 /** What a guest that is not held reads instead: the same empty config. The guest drops both from process.execArgv. */
@@ -124,6 +258,8 @@ export const EMPTY_SSL_FLAG = '--openssl-config=/dev/null';
 
 /** A payload this small is copied after the meta: one buffer per frame for the socket to write. */
 const INLINE_PAYLOAD_BYTES = 1024;
+/** A flush's frames, all buffers, up to this size are copied into one buffer for the write. */
+const OUTBOX_COPY_BYTES = 64 * 1024;
 
 const HEADER = 13;
 const EMPTY = Buffer.alloc(0);
@@ -214,7 +350,8 @@ export class FrameDecoder {
       const len = buf.readUInt32LE(off);
       if (len < HEADER - 4 || len > MAX_FRAME_BYTES) throw new Error(`channel protocol error: frame length ${len}`);
       if (buf.length - off - 4 < len) break;
-      const type = buf[off + 4] as FrameType;
+      const typeByte = buf[off + 4]!;
+      const type = (typeByte & ~FIELDS) as FrameType;
       const id = buf.readUInt32LE(off + 5);
       const metaLen = buf.readUInt32LE(off + 9);
       const metaStart = off + HEADER;
@@ -222,6 +359,10 @@ export class FrameDecoder {
       if (metaStart + metaLen > end) throw new Error(`channel protocol error: meta length ${metaLen}`);
       const payload = end > metaStart + metaLen ? buf.subarray(metaStart + metaLen, end) : EMPTY;
       off = end;
+      if (typeByte & FIELDS) {
+        this.onFrame({ type, id, meta: fromFields(type, buf.toString('latin1', metaStart, metaStart + metaLen)), payload, tuple: false } as Frame);
+        continue;
+      }
       if (metaLen === 0) {
         this.onFrame({ type, id, meta: {}, payload, tuple: false } as Frame);
         continue;

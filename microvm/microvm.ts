@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import { FnError } from '../core/errors.js';
 import { safeEnv } from '../core/env.js';
 import type { Logger } from '../core/log.js';
-import { EMPTY_SSL_FLAG, FrameDecoder, FrameType, HOLD_GATE_FLAG, encodeFrame, writeFrame, type ErrorMeta, type Frame, type ReadyMeta, type ResponseMeta } from '../core/protocol.js';
+import { EMPTY_SSL_FLAG, FrameDecoder, FrameType, HOLD_GATE_FLAG, Outbox, invokeFields, writeFrame, type ErrorMeta, type Frame, type InvokeMeta, type ReadyMeta, type ResponseMeta } from '../core/protocol.js';
 import { parseConsoleLine, readLines } from './guest/console.js';
 import { Lifecycle, isFinal } from './state.js';
 import type { JailedCommand } from './jailer.js';
@@ -62,8 +62,6 @@ const HOLD_NODE_SCRIPT = 'unset PWD; { read -r _ || kill -s KILL 0; } | exec "$@
  * (`never`) it does nothing.
  */
 const GUEST_MALLOC = 'glibc.malloc.hugetlb=1';
-/** A tick's INVOKE frames up to this size are copied into one buffer for the write. */
-const OUTBOX_COPY_BYTES = 64 * 1024;
 const OOM_RE = /JavaScript heap out of memory|Reached heap limit/;
 
 /**
@@ -152,32 +150,14 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
   };
   /** The guest answered with a tuple meta, so it understands tuple INVOKEs (see core/protocol.ts). */
   private tuples = false;
+  /** The guest said in READY that it reads INVOKEs in the fields form. */
+  private fields = false;
   /**
    * INVOKE frames started in this tick (a burst of responses that each start the next request),
    * written together once the tick's I/O is done: one write and one syscall per burst instead of
-   * one per request, and small frames copied into one buffer rather than each going through the
-   * socket's write queue.
+   * one per request.
    */
-  private outbox: Buffer[] = [];
-  private outboxBytes = 0;
-  private readonly flushOutbox = (): void => {
-    const parts = this.outbox;
-    const channel = this.channel;
-    if (parts.length === 0 || !channel) return;
-    const bytes = this.outboxBytes;
-    this.outbox = [];
-    this.outboxBytes = 0;
-    if (parts.length === 1) {
-      channel.write(parts[0]!);
-    } else if (bytes <= OUTBOX_COPY_BYTES) {
-      channel.write(Buffer.concat(parts, bytes));
-    } else {
-      // Large bodies go as they are, without a copy, in one corked batch.
-      channel.cork();
-      for (const part of parts) channel.write(part);
-      channel.uncork();
-    }
-  };
+  private readonly outbox = new Outbox(() => this.channel, setImmediate);
 
   private constructor(
     readonly config: MicroVmConfig,
@@ -380,6 +360,7 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
         const meta = frame.meta as ReadyMeta;
         if (this.lifecycle.state !== 'booting' && this.lifecycle.state !== 'restoring') return;
         this.ready = { pid: this.child!.pid!, style: meta.style, initMs: meta.initMs, bootMs: performance.now() - t0, restored: meta.restored };
+        this.fields = meta.fields === true;
         this.lifecycle.to('idle');
         this.lastUsedAt = Date.now();
         this.deps.log?.debug({ instance: this.id, ...this.ready }, 'microVM ready');
@@ -427,12 +408,11 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
     return new Promise<InvokeResult>((resolve, reject) => {
       this.pending.set(id, new Pending(req.requestId, resolve, reject, performance.now() + timeoutMs));
       if (!this.deadlineTimer) this.armDeadline(timeoutMs);
-      if (this.outbox.length === 0) setImmediate(this.flushOutbox);
       const { requestId, method, path, query, headers, sourceIp } = req;
-      for (const part of encodeFrame(FrameType.INVOKE, id, { requestId, method, path, query, headers, timeoutMs, sourceIp }, req.body, this.tuples)) {
-        this.outbox.push(part);
-        this.outboxBytes += part.length;
-      }
+      const meta: InvokeMeta = { requestId, method, path, query, headers, timeoutMs, sourceIp };
+      const fields = this.fields ? invokeFields(meta) : undefined;
+      if (fields !== undefined) this.outbox.addFields(FrameType.INVOKE, id, fields, req.body);
+      else this.outbox.add(FrameType.INVOKE, id, meta, req.body, this.tuples);
     });
   }
 
@@ -475,7 +455,7 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
       this.lifecycle.to('stopping');
       if (state === 'paused') this.resumeGuest();
       // After the INVOKEs of this tick: the guest must see them before it is told to finish.
-      this.flushOutbox();
+      this.outbox.flush();
       writeFrame(this.channel!, FrameType.SHUTDOWN, 0, {});
       const t = setTimeout(() => {
         this.doom ??= new FnError('FUNCTION_CRASHED', `microVM ${this.id} was stopped: requests still in flight after ${seconds(graceMs)} seconds`);

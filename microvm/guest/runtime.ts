@@ -13,7 +13,7 @@ import { inspect } from 'node:util';
 import v8 from 'node:v8';
 import type { ErrorPayload } from '../../core/errors.js';
 import { FnError } from '../../core/errors.js';
-import { EMPTY_SSL_FLAG, FrameDecoder, FrameType, HOLD_GATE_FLAG, encodeFrame, writeFrame, type Frame, type HandlerStyle, type InvokeMeta, type MetaByType } from '../../core/protocol.js';
+import { EMPTY_SSL_FLAG, FrameDecoder, FrameType, HOLD_GATE_FLAG, Outbox, encodeFrame, invokeFields, responseFields, writeFrame, type Frame, type HandlerStyle, type InvokeMeta, type ResponseMeta } from '../../core/protocol.js';
 import {
   identityFromEnv,
   makeFetchAdapter,
@@ -108,9 +108,18 @@ function warmUp(): void {
 function warmUpPaths(): void {
   const meta: InvokeMeta = { requestId: 'warm-up', method: 'GET', path: '/warm-up', query: 'a=1', headers: ['host', 'localhost', 'accept', '*/*'], timeoutMs: 1000, sourceIp: '127.0.0.1' };
   const frames: Buffer[] = [];
-  new FrameDecoder((frame) => frames.push(frame.payload)).push(Buffer.concat(encodeFrame(FrameType.INVOKE, 1, meta, Buffer.alloc(0), true)));
+  // Frames in the fields form as the host writes them, into a list (flushed by hand: nothing is scheduled).
+  const chunks: Buffer[] = [];
+  const collect = { write: (c: string | Buffer, e?: BufferEncoding) => chunks.push(typeof c === 'string' ? Buffer.from(c, e) : c) > 0, cork() {}, uncork() {} };
+  const host = new Outbox(() => collect, () => {});
+  host.addFields(FrameType.INVOKE, 1, invokeFields(meta)!, Buffer.alloc(0));
+  host.flush();
+  const invoke = Buffer.concat(chunks);
+  new FrameDecoder((frame) => frames.push(frame.payload)).push(invoke);
+  const answers = new Outbox(() => collect, () => {});
   const respond = (r: Awaited<ReturnType<Adapter>>): void => {
-    frames.push(...encodeFrame(FrameType.RESPONSE, 1, { status: r.status, headers: r.headers, handlerMs: 0, rssBytes: 0 }, r.body));
+    answers.addFields(FrameType.RESPONSE, 1, responseFields({ status: r.status, headers: r.headers, handlerMs: 0, rssBytes: 0 })!, r.body);
+    answers.flush();
   };
   // What fetch handlers commonly do first: read the URL and its query, answer with text or JSON.
   const fetchStyle = makeFetchAdapter((req) => {
@@ -122,16 +131,16 @@ function warmUpPaths(): void {
   void fetchStyle({ ...meta, query: 'json=1' }, Buffer.alloc(0)).then(respond, () => {});
   void lambdaStyle(meta, Buffer.alloc(0)).then(respond, () => {});
   // The channel's stream paths too, on a socket without a handle (nothing is opened): a frame
-  // pushed in as a read delivers it, and a reply corked and written as send() writes one (the
-  // write fails unheard: there is nothing to write to).
+  // pushed in as a read delivers it, and an answer flushed as respond() writes one (the write
+  // fails unheard: there is nothing to write to).
   const sock = new net.Socket();
   sock.on('error', () => {});
   const decoder = new FrameDecoder((frame) => frames.push(frame.payload));
   sock.on('data', (chunk: Buffer) => decoder.push(chunk));
-  sock.push(Buffer.concat(encodeFrame(FrameType.INVOKE, 2, meta, Buffer.alloc(0), true)));
-  sock.cork();
-  writeFrame(sock, FrameType.RESPONSE, 2, { status: 200, headers: ['content-type', 'text/plain'], handlerMs: 0, rssBytes: rss() }, Buffer.from('ok'));
-  sock.uncork();
+  sock.push(invoke);
+  const out = new Outbox(() => sock, () => {});
+  out.addFields(FrameType.RESPONSE, 2, responseFields({ status: 200, headers: ['content-type', 'text/plain'], handlerMs: 0, rssBytes: rss() })!, Buffer.from('ok'));
+  out.flush();
   sock.destroy();
 }
 
@@ -216,7 +225,7 @@ function serve(found: Exclude<Found, { style: 'none' }>, initMs: () => number, r
   setImmediate(() => {
     if (phase !== 'init') return;
     phase = 'serving';
-    writeFrame(sock, FrameType.READY, 0, { pid: process.pid, style, initMs: initMs(), restored, startupMs: performance.now() });
+    writeFrame(sock, FrameType.READY, 0, { pid: process.pid, style, initMs: initMs(), restored, startupMs: performance.now(), fields: true });
   });
 
   function onFrame(frame: Frame): void {
@@ -242,14 +251,14 @@ function serve(found: Exclude<Found, { style: 'none' }>, initMs: () => number, r
         (res) => {
           const r = res as Awaited<ReturnType<Adapter>>;
           if (!sock.writable) return;
-          send(sock, FrameType.RESPONSE, id, { status: r.status, headers: r.headers, handlerMs: performance.now() - t0, rssBytes: rss() }, r.body);
+          respond(id, { status: r.status, headers: r.headers, handlerMs: performance.now() - t0, rssBytes: rss() }, r.body);
         },
         (err: unknown) => {
           const payload = errorPayload(err);
           // Into the function's log too, tagged, as Lambda's runtime logs "Invoke Error".
           process.stderr.write(formatConsoleLine(new Date(), meta.requestId, 'ERROR', `Invoke Error\t${payload.stack ?? payload.message}`));
           if (!sock.writable) return;
-          send(sock, FrameType.ERROR, id, { ...payload, handlerMs: performance.now() - t0, rssBytes: rss() });
+          outbox.add(FrameType.ERROR, id, { ...payload, handlerMs: performance.now() - t0, rssBytes: rss() });
         },
       )
       .finally(() => {
@@ -261,6 +270,7 @@ function serve(found: Exclude<Found, { style: 'none' }>, initMs: () => number, r
   function maybeExit(): void {
     if (!shuttingDown || exiting || inflight > 0 || background.size > 0) return;
     exiting = true;
+    outbox.flush();
     sock.end(() => process.exit(0));
     setTimeout(() => process.exit(0), 1000).unref();
   }
@@ -278,20 +288,13 @@ function rss(): number {
   return rssValue;
 }
 
-let corked = false;
-function uncork(sock: net.Socket): void {
-  corked = false;
-  sock.uncork();
-}
+/** The answers that finish in one tick leave in one write (one syscall per burst). */
+const outbox = new Outbox(() => channel, process.nextTick);
 
-/** writeFrame, with the frames that finish in the same tick leaving in one write (one syscall per burst). */
-function send<T extends FrameType>(sock: net.Socket, type: T, id: number, meta: MetaByType[T], payload?: Uint8Array): void {
-  if (!corked) {
-    corked = true;
-    sock.cork();
-    process.nextTick(uncork, sock);
-  }
-  writeFrame(sock, type, id, meta, payload);
+function respond(id: number, meta: ResponseMeta, body: Uint8Array): void {
+  const fields = responseFields(meta);
+  if (fields !== undefined) outbox.addFields(FrameType.RESPONSE, id, fields, body);
+  else outbox.add(FrameType.RESPONSE, id, meta, body);
 }
 
 function openChannel(): net.Socket {

@@ -1,6 +1,7 @@
 // Integration tests of MicroVm with real guest processes: each test bundles a small function the
 // way the platform does (guest runtime + function, one CommonJS file) and drives it over the channel.
 import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { FnError } from '../../core/errors.js';
 import { MicroVm, guestNodeFlags, type ExitInfo } from '../../microvm/microvm.js';
@@ -137,6 +138,21 @@ describe('MicroVm with real guests', () => {
     expect(records.find((x) => x.message === 'init ran')).toMatchObject({ stream: 'stdout', level: 'INFO', requestId: undefined, instance: vm.id, functionName: 'test-fn', version: 2 });
     expect(records.find((x) => x.message === 'serving /a/b')).toMatchObject({ requestId: 'req-fetch', level: 'INFO', stream: 'stdout' });
     expect(records.find((x) => x.message === 'multi\nline')).toMatchObject({ requestId: 'req-fetch', level: 'ERROR', stream: 'stderr' });
+  });
+
+  it.each(['object', 'tuple'])('serves a guest of an older bundle that speaks the %s form', async (form) => {
+    // Bundles built by an older platform keep running after an upgrade: the host must speak their form.
+    const older = fileURLToPath(new URL('../fixtures/runtime/older-guest.cjs', import.meta.url));
+    const vm = await MicroVm.boot(config(older, { env: { OLDER_GUEST_FORM: form } }), { sink: { record: () => {} } });
+    vms.push(vm);
+    const first = await vm.invoke(req({ path: '/one' }));
+    // Tuples only once the guest has answered with one.
+    const second = await vm.invoke(req({ path: '/two', headers: ['x-latin1', '\u00e9t\u00e9'] }));
+    expect(JSON.parse(first.body.toString())).toEqual({ got: 'object', path: '/one' });
+    expect(JSON.parse(second.body.toString())).toEqual({ got: form, path: '/two' });
+    expect(second).toMatchObject({ status: 200, headers: ['content-type', 'application/json'], handlerMs: 0.5, rssBytes: 1000 });
+    await vm.stop();
+    expect(vm.state).toBe('stopped');
   });
 
   it('gives a Lambda handler a 2.0 event and maps its result', async () => {
