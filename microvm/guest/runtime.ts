@@ -21,6 +21,7 @@ import {
   trackEnvWrites,
   type Adapter,
   type FetchHandler,
+  type GuestResponse,
   type LambdaHandler,
 } from './adapters.js';
 import { formatConsoleLine, installConsoleCapture } from './console.js';
@@ -117,7 +118,7 @@ function warmUpPaths(): void {
   const invoke = Buffer.concat(chunks);
   new FrameDecoder((frame) => frames.push(frame.payload)).push(invoke);
   const answers = new Outbox(() => collect, () => {});
-  const respond = (r: Awaited<ReturnType<Adapter>>): void => {
+  const respond = (r: GuestResponse): void => {
     answers.addFields(FrameType.RESPONSE, 1, responseFields({ status: r.status, headers: r.headers, handlerMs: 0, rssBytes: 0 })!, r.body);
     answers.flush();
   };
@@ -127,9 +128,10 @@ function warmUpPaths(): void {
     return url.searchParams.get('json') === null ? new Response(url.pathname, { headers: { 'content-type': 'text/plain' } }) : Response.json({ path: url.pathname });
   }, () => {});
   const lambdaStyle = makeLambdaAdapter(() => Promise.resolve({ statusCode: 200, body: 'ok' }), identityFromEnv({}));
-  void fetchStyle(meta, Buffer.alloc(0)).then(respond, () => {});
-  void fetchStyle({ ...meta, query: 'json=1' }, Buffer.alloc(0)).then(respond, () => {});
-  void lambdaStyle(meta, Buffer.alloc(0)).then(respond, () => {});
+  for (const out of [fetchStyle(meta, Buffer.alloc(0)), fetchStyle({ ...meta, query: 'json=1' }, Buffer.alloc(0)), lambdaStyle(meta, Buffer.alloc(0))]) {
+    if (out instanceof Promise) out.then(respond, () => {});
+    else respond(out);
+  }
   // The channel's stream paths too, on a socket without a handle (nothing is opened): a frame
   // pushed in as a read delivers it, and an answer flushed as respond() writes one (the write
   // fails unheard: there is nothing to write to).
@@ -240,31 +242,41 @@ function serve(found: Exclude<Found, { style: 'none' }>, initMs: () => number, r
 
   function invoke(id: number, meta: InvokeMeta, body: Buffer): void {
     const t0 = performance.now();
-    let settled: Promise<unknown>;
+    const answer = (r: GuestResponse): void => {
+      try {
+        if (sock.writable) respond(id, { status: r.status, headers: r.headers, handlerMs: performance.now() - t0, rssBytes: rss() }, r.body);
+      } catch (err) {
+        // Not the handler's fault, but the request must end all the same.
+        fail(err);
+        return;
+      }
+      done();
+    };
+    const fail = (err: unknown): void => {
+      try {
+        const payload = errorPayload(err);
+        // Into the function's log too, tagged, as Lambda's runtime logs "Invoke Error".
+        process.stderr.write(formatConsoleLine(new Date(), meta.requestId, 'ERROR', `Invoke Error\t${payload.stack ?? payload.message}`));
+        if (sock.writable) outbox.add(FrameType.ERROR, id, { ...payload, handlerMs: performance.now() - t0, rssBytes: rss() });
+      } finally {
+        done();
+      }
+    };
+    let out: ReturnType<Adapter>;
     try {
-      settled = run(meta.requestId, adapter, meta, body);
+      out = run(meta.requestId, adapter, meta, body);
     } catch (err) {
-      settled = Promise.reject(err);
+      fail(err);
+      return;
     }
-    settled
-      .then(
-        (res) => {
-          const r = res as Awaited<ReturnType<Adapter>>;
-          if (!sock.writable) return;
-          respond(id, { status: r.status, headers: r.headers, handlerMs: performance.now() - t0, rssBytes: rss() }, r.body);
-        },
-        (err: unknown) => {
-          const payload = errorPayload(err);
-          // Into the function's log too, tagged, as Lambda's runtime logs "Invoke Error".
-          process.stderr.write(formatConsoleLine(new Date(), meta.requestId, 'ERROR', `Invoke Error\t${payload.stack ?? payload.message}`));
-          if (!sock.writable) return;
-          outbox.add(FrameType.ERROR, id, { ...payload, handlerMs: performance.now() - t0, rssBytes: rss() });
-        },
-      )
-      .finally(() => {
-        inflight--;
-        maybeExit();
-      });
+    // A handler that answered synchronously is answered now, with no promise (see Adapter).
+    if (out instanceof Promise) out.then(answer, fail);
+    else answer(out);
+  }
+
+  function done(): void {
+    inflight--;
+    maybeExit();
   }
 
   function maybeExit(): void {

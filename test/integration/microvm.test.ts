@@ -241,6 +241,31 @@ describe('MicroVm with real guests', () => {
     }
   });
 
+  it('answers handlers that return synchronously among ones that await, each with its own console lines', async () => {
+    const { vm, records } = await boot(`
+      export default {
+        fetch(request) {
+          const n = new URL(request.url).searchParams.get('n');
+          console.log('handling', n);
+          if (Number(n) % 2) return new Response('sync ' + n, { headers: { 'x-n': n } });
+          return new Promise((r) => setTimeout(r, 5)).then(() => {
+            console.log('after wait', n);
+            return new Response('async ' + n);
+          });
+        },
+      };
+    `, { concurrency: 6 });
+    const results = await Promise.all(Array.from({ length: 6 }, (_, i) => vm.invoke(req({ requestId: `mix-${i}`, query: `n=${i}` }))));
+    expect(results.map((r) => r.body.toString())).toEqual(['async 0', 'sync 1', 'async 2', 'sync 3', 'async 4', 'sync 5']);
+    expect(results[3]!.headers).toEqual(expect.arrayContaining(['x-n', '3']));
+    expect(vm.info()).toMatchObject({ state: 'idle', inflight: 0, invocations: 6 });
+    await vm.stop();
+    for (let i = 0; i < 6; i++) {
+      const mine = records.filter((r) => r.requestId === `mix-${i}`).map((r) => r.message);
+      expect(mine).toEqual(i % 2 ? [`handling ${i}`] : [`handling ${i}`, `after wait ${i}`]);
+    }
+  });
+
   it('refuses more than its concurrency and anything after it stopped', async () => {
     const { vm } = await boot(`export default { fetch: () => new Promise((r) => setTimeout(() => r(new Response('ok')), 50)) };`);
     const first = vm.invoke(req());

@@ -24,7 +24,7 @@ const invokeMeta: InvokeMeta = {
   timeoutMs: 30000,
   sourceIp: '127.0.0.1',
 };
-const responseMeta: ResponseMeta = { status: 201, headers: ['content-type', 'text/plain', 'x-n', '1'], handlerMs: 0.123456789012345, rssBytes: 45678912 };
+const responseMeta: ResponseMeta = { status: 201, headers: ['content-type', 'text/plain', 'x-n', '1'], handlerMs: 12.345, rssBytes: 45678912 };
 
 /** An outbox that writes into a list, flushed by hand. */
 function collecting() {
@@ -62,7 +62,7 @@ describe('fields form', () => {
     expect(Buffer.compare(frame!.payload, body)).toBe(0);
   });
 
-  it('carries a RESPONSE with its numbers exactly, and a body larger than the inline limit as its own buffer', () => {
+  it('carries a RESPONSE with its numbers, and a body larger than the inline limit as its own buffer', () => {
     const body = Buffer.alloc(5000, 0xab);
     const { outbox, bytes, calls } = collecting();
     outbox.addFields(FrameType.RESPONSE, 3, responseFields(responseMeta)!, body);
@@ -72,6 +72,14 @@ describe('fields form', () => {
     const [frame] = decodeAll(bytes(), 7);
     expect(frame).toMatchObject({ type: FrameType.RESPONSE, id: 3, meta: responseMeta });
     expect(frame!.payload.equals(body)).toBe(true);
+  });
+
+  it('gives handlerMs to the microsecond', () => {
+    const { outbox, bytes } = collecting();
+    outbox.addFields(FrameType.RESPONSE, 1, responseFields({ ...responseMeta, handlerMs: 0.123456789 })!);
+    outbox.addFields(FrameType.RESPONSE, 2, responseFields({ ...responseMeta, handlerMs: 1234.5678 })!);
+    outbox.flush();
+    expect(decodeAll(bytes()).map((f) => (f.meta as ResponseMeta).handlerMs)).toEqual([0.123, 1234.568]);
   });
 
   it('has empty header lists and empty strings', () => {
