@@ -364,10 +364,28 @@ export function buildLambdaContext(
     logGroupName: `/fnctl/functions/${id.functionName}`,
     logStreamName: `${new Date(deadline - meta.timeoutMs).toISOString().slice(0, 10).replaceAll('-', '/')}/[${id.functionVersion}]${id.instanceId}`,
     callbackWaitsForEmptyEventLoop: true,
-    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
-    done: (err, result) => complete(err, result),
-    succeed: (result) => complete(null, result),
-    fail: (err) => complete(err ?? new Error('context.fail called'), undefined),
+    // Methods, not arrow functions: the bundle keeps names (esbuild keepNames), which costs a
+    // defineProperty for every arrow function made per request, and methods are named already.
+    getRemainingTimeInMillis() {
+      return Math.max(0, deadline - Date.now());
+    },
+    done(err, result) {
+      complete(err, result);
+    },
+    succeed(result) {
+      complete(null, result);
+    },
+    fail(err) {
+      complete(err ?? new Error('context.fail called'), undefined);
+    },
+  };
+}
+
+/** The callback a Lambda handler completes with (unnamed, see buildLambdaContext). */
+function completer(resolve: (result: unknown) => void, reject: (err: unknown) => void): (err: unknown, result: unknown) => void {
+  return (err, result) => {
+    if (err !== null && err !== undefined) reject(err);
+    else resolve(result);
   };
 }
 
@@ -415,10 +433,7 @@ export function makeLambdaAdapter(handler: LambdaHandler, id: GuestIdentity): Ad
     const now = Date.now();
     const event = buildLambdaEvent(meta, body, now);
     return new Promise<unknown>((resolve, reject) => {
-      const complete = (err: unknown, result: unknown): void => {
-        if (err !== null && err !== undefined) reject(err);
-        else resolve(result);
-      };
+      const complete = completer(resolve, reject);
       const context = buildLambdaContext(meta, id, now + meta.timeoutMs, complete);
       const returned = withCallback ? handler(event, context, complete) : handler(event, context);
       // An async handler settles through its promise; a callback handler through the callback

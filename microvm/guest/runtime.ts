@@ -242,36 +242,46 @@ function serve(found: Exclude<Found, { style: 'none' }>, initMs: () => number, r
 
   function invoke(id: number, meta: InvokeMeta, body: Buffer): void {
     const t0 = performance.now();
-    const answer = (r: GuestResponse): void => {
-      try {
-        if (sock.writable) respond(id, { status: r.status, headers: r.headers, handlerMs: performance.now() - t0, rssBytes: rss() }, r.body);
-      } catch (err) {
-        // Not the handler's fault, but the request must end all the same.
-        fail(err);
-        return;
-      }
-      done();
-    };
-    const fail = (err: unknown): void => {
-      try {
-        const payload = errorPayload(err);
-        // Into the function's log too, tagged, as Lambda's runtime logs "Invoke Error".
-        process.stderr.write(formatConsoleLine(new Date(), meta.requestId, 'ERROR', `Invoke Error\t${payload.stack ?? payload.message}`));
-        if (sock.writable) outbox.add(FrameType.ERROR, id, { ...payload, handlerMs: performance.now() - t0, rssBytes: rss() });
-      } finally {
-        done();
-      }
-    };
     let out: ReturnType<Adapter>;
     try {
       out = run(meta.requestId, adapter, meta, body);
     } catch (err) {
-      fail(err);
+      fail(id, meta.requestId, t0, err);
       return;
     }
-    // A handler that answered synchronously is answered now, with no promise (see Adapter).
-    if (out instanceof Promise) out.then(answer, fail);
-    else answer(out);
+    // A handler that answered synchronously is answered now, with no promise (see Adapter). No
+    // named closures per request: the bundle keeps names (esbuild keepNames), and naming one
+    // costs a defineProperty each time.
+    if (out instanceof Promise) {
+      out.then(
+        (r: GuestResponse) => answer(id, meta.requestId, t0, r),
+        (err: unknown) => fail(id, meta.requestId, t0, err),
+      );
+    } else {
+      answer(id, meta.requestId, t0, out);
+    }
+  }
+
+  function answer(id: number, requestId: string, t0: number, r: GuestResponse): void {
+    try {
+      if (sock.writable) respond(id, { status: r.status, headers: r.headers, handlerMs: performance.now() - t0, rssBytes: rss() }, r.body);
+    } catch (err) {
+      // Not the handler's fault, but the request must end all the same.
+      fail(id, requestId, t0, err);
+      return;
+    }
+    done();
+  }
+
+  function fail(id: number, requestId: string, t0: number, err: unknown): void {
+    try {
+      const payload = errorPayload(err);
+      // Into the function's log too, tagged, as Lambda's runtime logs "Invoke Error".
+      process.stderr.write(formatConsoleLine(new Date(), requestId, 'ERROR', `Invoke Error\t${payload.stack ?? payload.message}`));
+      if (sock.writable) outbox.add(FrameType.ERROR, id, { ...payload, handlerMs: performance.now() - t0, rssBytes: rss() });
+    } finally {
+      done();
+    }
   }
 
   function done(): void {

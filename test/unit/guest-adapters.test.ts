@@ -14,6 +14,7 @@ import {
   requestUrl,
   responseToGuest,
   type LambdaEvent,
+  type LambdaHandler,
 } from '../../microvm/guest/adapters.js';
 import { formatConsoleLine, parseConsoleLine } from '../../microvm/guest/console.js';
 import { Lifecycle, TRANSITIONS } from '../../microvm/state.js';
@@ -185,6 +186,19 @@ describe('Lambda adapter', () => {
     expect(Buffer.from((await ok(meta(), Buffer.alloc(0))).body).toString()).toBe('{"done":1}');
     const bad = makeLambdaAdapter((_e, _c, cb) => cb!(new Error('nope')), identity);
     await expect(bad(meta(), Buffer.alloc(0))).rejects.toThrow('nope');
+  });
+
+  it('completes through the context methods, called on the context or taken off it', async () => {
+    const body = async (handler: LambdaHandler) => Buffer.from((await makeLambdaAdapter(handler, identity)(meta(), Buffer.alloc(0))).body).toString();
+    // A callback handler that never calls back: only the context completes it.
+    expect(await body((_e, context, _cb) => context.succeed({ via: 'succeed' }))).toBe('{"via":"succeed"}');
+    expect(await body((_e, context, _cb) => setTimeout(() => context.done(null, { via: 'done' }), 1))).toBe('{"via":"done"}');
+    expect(await body((_e, context, _cb) => {
+      const { succeed } = context;
+      succeed('detached');
+    })).toBe('"detached"');
+    await expect(body((_e, context, _cb) => context.fail(new Error('failed')))).rejects.toThrow('failed');
+    await expect(body((_e, context, _cb) => context.fail())).rejects.toThrow('context.fail called');
   });
 
   it('passes on what a handler throws, sync or async', async () => {
