@@ -215,6 +215,23 @@ export class Outbox {
     return this.parts.length === 0;
   }
 
+  /**
+   * An INVOKE: in the fields form when the guest reads it (`fields`, from its READY) and every
+   * string fits, else as JSON (a tuple when the guest answered with one).
+   */
+  addInvoke(id: number, meta: InvokeMeta, payload: Uint8Array, fields: boolean, tuple: boolean): void {
+    const f = fields ? invokeFields(meta) : undefined;
+    if (f !== undefined) this.addFields(FrameType.INVOKE, id, f, payload);
+    else this.add(FrameType.INVOKE, id, meta, payload, tuple);
+  }
+
+  /** A RESPONSE: in the fields form when every string fits, else as JSON. */
+  addResponse(id: number, meta: ResponseMeta, payload: Uint8Array): void {
+    const f = responseFields(meta);
+    if (f !== undefined) this.addFields(FrameType.RESPONSE, id, f, payload);
+    else this.add(FrameType.RESPONSE, id, meta, payload);
+  }
+
   /** A frame whose meta is in the fields form (invokeFields, responseFields). */
   addFields(type: FrameType, id: number, meta: string, payload?: Uint8Array): void {
     const payloadLen = payload ? payload.byteLength : 0;

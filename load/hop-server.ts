@@ -9,6 +9,7 @@ import http from 'node:http';
 import { spawn } from 'node:child_process';
 import net, { type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { HELLO_BODY, HELLO_HEADERS } from './hello-response.js';
 
 /** Complete lines of BUF, and the rest to keep. */
 function lines(buf: string): [string[], string] {
@@ -30,8 +31,6 @@ function child(): void {
 }
 
 function parent(): void {
-  const body = 'Hello from fnctl!\n';
-  const length = Buffer.byteLength(body);
   const worker = spawn(process.execPath, [fileURLToPath(import.meta.url), 'child'], { stdio: ['ignore', 'inherit', 'inherit', 'pipe'] });
   const channel = worker.stdio[3] as net.Socket;
   const waiting = new Map<string, http.ServerResponse>();
@@ -46,8 +45,8 @@ function parent(): void {
       const res = waiting.get(id);
       if (!res) continue;
       waiting.delete(id);
-      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': length });
-      res.end(body);
+      res.writeHead(200, HELLO_HEADERS);
+      res.end(HELLO_BODY);
     }
   });
   const flush = () => {

@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import { FnError } from '../core/errors.js';
 import { safeEnv } from '../core/env.js';
 import type { Logger } from '../core/log.js';
-import { EMPTY_SSL_FLAG, FrameDecoder, FrameType, HOLD_GATE_FLAG, Outbox, invokeFields, writeFrame, type ErrorMeta, type Frame, type InvokeMeta, type ReadyMeta, type ResponseMeta } from '../core/protocol.js';
+import { EMPTY_SSL_FLAG, FrameDecoder, FrameType, HOLD_GATE_FLAG, Outbox, writeFrame, type ErrorMeta, type Frame, type InvokeMeta, type ReadyMeta, type ResponseMeta } from '../core/protocol.js';
 import { parseConsoleLine, readLines } from './guest/console.js';
 import { Lifecycle, isFinal } from './state.js';
 import type { JailedCommand } from './jailer.js';
@@ -410,9 +410,7 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
       if (!this.deadlineTimer) this.armDeadline(timeoutMs);
       const { requestId, method, path, query, headers, sourceIp } = req;
       const meta: InvokeMeta = { requestId, method, path, query, headers, timeoutMs, sourceIp };
-      const fields = this.fields ? invokeFields(meta) : undefined;
-      if (fields !== undefined) this.outbox.addFields(FrameType.INVOKE, id, fields, req.body);
-      else this.outbox.add(FrameType.INVOKE, id, meta, req.body, this.tuples);
+      this.outbox.addInvoke(id, meta, req.body, this.fields, this.tuples);
     });
   }
 

@@ -13,7 +13,7 @@ import { inspect } from 'node:util';
 import v8 from 'node:v8';
 import type { ErrorPayload } from '../../core/errors.js';
 import { FnError } from '../../core/errors.js';
-import { EMPTY_SSL_FLAG, FrameDecoder, FrameType, HOLD_GATE_FLAG, Outbox, encodeFrame, invokeFields, responseFields, writeFrame, type Frame, type HandlerStyle, type InvokeMeta, type ResponseMeta } from '../../core/protocol.js';
+import { EMPTY_SSL_FLAG, FrameDecoder, FrameType, HOLD_GATE_FLAG, Outbox, encodeFrame, writeFrame, type Frame, type HandlerStyle, type InvokeMeta } from '../../core/protocol.js';
 import {
   identityFromEnv,
   makeFetchAdapter,
@@ -113,13 +113,13 @@ function warmUpPaths(): void {
   const chunks: Buffer[] = [];
   const collect = { write: (c: string | Buffer, e?: BufferEncoding) => chunks.push(typeof c === 'string' ? Buffer.from(c, e) : c) > 0, cork() {}, uncork() {} };
   const host = new Outbox(() => collect, () => {});
-  host.addFields(FrameType.INVOKE, 1, invokeFields(meta)!, Buffer.alloc(0));
+  host.addInvoke(1, meta, Buffer.alloc(0), true, false);
   host.flush();
   const invoke = Buffer.concat(chunks);
   new FrameDecoder((frame) => frames.push(frame.payload)).push(invoke);
   const answers = new Outbox(() => collect, () => {});
   const respond = (r: GuestResponse): void => {
-    answers.addFields(FrameType.RESPONSE, 1, responseFields({ status: r.status, headers: r.headers, handlerMs: 0, rssBytes: 0 })!, r.body);
+    answers.addResponse(1, { status: r.status, headers: r.headers, handlerMs: 0, rssBytes: 0 }, r.body);
     answers.flush();
   };
   // What fetch handlers commonly do first: read the URL and its query, answer with text or JSON.
@@ -133,7 +133,7 @@ function warmUpPaths(): void {
     else respond(out);
   }
   // The channel's stream paths too, on a socket without a handle (nothing is opened): a frame
-  // pushed in as a read delivers it, and an answer flushed as respond() writes one (the write
+  // pushed in as a read delivers it, and an answer flushed as serve() writes one (the write
   // fails unheard: there is nothing to write to).
   const sock = new net.Socket();
   sock.on('error', () => {});
@@ -141,7 +141,7 @@ function warmUpPaths(): void {
   sock.on('data', (chunk: Buffer) => decoder.push(chunk));
   sock.push(invoke);
   const out = new Outbox(() => sock, () => {});
-  out.addFields(FrameType.RESPONSE, 2, responseFields({ status: 200, headers: ['content-type', 'text/plain'], handlerMs: 0, rssBytes: rss() })!, Buffer.from('ok'));
+  out.addResponse(2, { status: 200, headers: ['content-type', 'text/plain'], handlerMs: 0, rssBytes: rss() }, Buffer.from('ok'));
   out.flush();
   sock.destroy();
 }
@@ -264,7 +264,7 @@ function serve(found: Exclude<Found, { style: 'none' }>, initMs: () => number, r
 
   function answer(id: number, requestId: string, t0: number, r: GuestResponse): void {
     try {
-      if (sock.writable) respond(id, { status: r.status, headers: r.headers, handlerMs: performance.now() - t0, rssBytes: rss() }, r.body);
+      if (sock.writable) outbox.addResponse(id, { status: r.status, headers: r.headers, handlerMs: performance.now() - t0, rssBytes: rss() }, r.body);
     } catch (err) {
       // Not the handler's fault, but the request must end all the same.
       fail(id, requestId, t0, err);
@@ -312,12 +312,6 @@ function rss(): number {
 
 /** The answers that finish in one tick leave in one write (one syscall per burst). */
 const outbox = new Outbox(() => channel, process.nextTick);
-
-function respond(id: number, meta: ResponseMeta, body: Uint8Array): void {
-  const fields = responseFields(meta);
-  if (fields !== undefined) outbox.addFields(FrameType.RESPONSE, id, fields, body);
-  else outbox.add(FrameType.RESPONSE, id, meta, body);
-}
 
 function openChannel(): net.Socket {
   channel ??= new net.Socket({ fd: Number(process.env.FNCTL_CHANNEL_FD ?? 3), readable: true, writable: true });

@@ -17,7 +17,6 @@ beforeAll(async () => {
 
 afterAll(() => t.close());
 
-
 function expectError(res: { status: number; headers: Record<string, unknown>; json: () => { error: Record<string, unknown> } }, status: number, code: string) {
   expect(res.status).toBe(status);
   const { error } = res.json();

@@ -24,7 +24,6 @@ function childrenOf(pid: number): number[] {
   }
 }
 
-
 describe('warm references', () => {
   it('both answer hello the same way', async () => {
     for (const hop of [false, true]) {
