@@ -359,8 +359,8 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
       case FrameType.READY: {
         const meta = frame.meta as ReadyMeta;
         if (this.lifecycle.state !== 'booting' && this.lifecycle.state !== 'restoring') return;
-        this.ready = { pid: this.child!.pid!, style: meta.style, initMs: meta.initMs, bootMs: performance.now() - t0, restored: meta.restored };
         this.fields = meta.fields === true;
+        this.ready = { pid: this.child!.pid!, style: meta.style, initMs: meta.initMs, bootMs: performance.now() - t0, restored: meta.restored, fields: this.fields };
         this.lifecycle.to('idle');
         this.lastUsedAt = Date.now();
         this.deps.log?.debug({ instance: this.id, ...this.ready }, 'microVM ready');

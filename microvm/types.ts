@@ -66,6 +66,11 @@ export interface BootInfo {
   /** Spawn to ready as the host measured it, ms. */
   bootMs: number;
   restored: boolean;
+  /**
+   * The guest reads INVOKEs in the channel's fields form (it said so in READY). Every guest of
+   * this runtime does; false only for bundles built before it, which get JSON.
+   */
+  fields: boolean;
 }
 
 /** Where a microVM's console goes: one call per console record (a line of stdout or stderr). */

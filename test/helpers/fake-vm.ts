@@ -5,7 +5,7 @@ import type { PoolVm } from '../../microvm/pool.js';
 import type { InstanceInfo, InvokeRequest, InvokeResult } from '../../microvm/types.js';
 
 export class FakeVm implements PoolVm {
-  readonly bootInfo = { pid: 1, style: 'fetch' as const, initMs: 5, bootMs: 7, restored: false };
+  readonly bootInfo = { pid: 1, style: 'fetch' as const, initMs: 5, bootMs: 7, restored: false, fields: true };
   readonly pending: { req: InvokeRequest; resolve: (r: InvokeResult) => void; reject: (e: unknown) => void }[] = [];
   stopped = false;
   paused = false;

@@ -123,7 +123,8 @@ describe('MicroVm with real guests', () => {
         },
       };
     `);
-    expect(vm.bootInfo).toMatchObject({ style: 'fetch', restored: false, pid: vm.pid });
+    // fields: the runtime reads the channel's fields form; were that lost, all would still work, only slower.
+    expect(vm.bootInfo).toMatchObject({ style: 'fetch', restored: false, pid: vm.pid, fields: true });
     expect(vm.bootInfo!.initMs).toBeGreaterThanOrEqual(0);
     expect(vm.state).toBe('idle');
     const r = await vm.invoke(req({ requestId: 'req-fetch', method: 'POST', path: '/a/b', query: 'x=1', body: Buffer.from('ping') }));
@@ -145,6 +146,7 @@ describe('MicroVm with real guests', () => {
     const older = fileURLToPath(new URL('../fixtures/runtime/older-guest.cjs', import.meta.url));
     const vm = await MicroVm.boot(config(older, { env: { OLDER_GUEST_FORM: form } }), { sink: { record: () => {} } });
     vms.push(vm);
+    expect(vm.bootInfo.fields).toBe(false);
     const first = await vm.invoke(req({ path: '/one' }));
     // Tuples only once the guest has answered with one.
     const second = await vm.invoke(req({ path: '/two', headers: ['x-latin1', '\u00e9t\u00e9'] }));

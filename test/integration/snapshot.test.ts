@@ -111,7 +111,7 @@ describe('restored microVMs', () => {
     expect(snap.blobBytes).toBeGreaterThan(0);
     const vm = await restore(snap.blobPath, b.bundlePath);
     expect(vm.start).toBe('restore');
-    expect(vm.bootInfo).toMatchObject({ style: 'fetch', restored: true });
+    expect(vm.bootInfo).toMatchObject({ style: 'fetch', restored: true, fields: true });
     expect(vm.bootInfo.initMs).toBeGreaterThanOrEqual(0);
     expect(await getJson(vm, '/sq', 'n=12')).toEqual({ status: 200, body: { style: 'fetch', path: '/sq', square: 144, entries: 1000 } });
   });
