@@ -29,6 +29,8 @@ import { INIT_ERROR_MARKER, afterRestore, installHooksApi, prepareSnapshot, watc
 import { ownsWebGlobals } from './web.js';
 
 const initStart = performance.now();
+/** A node flag the platform starts restored guests with (see dropNodeSettings). */
+const SNAPSHOT_BLOB_FLAG = '--snapshot-blob';
 
 type Phase = 'init' | 'serving' | 'failed';
 let phase: Phase = 'init';
@@ -320,15 +322,20 @@ function openChannel(): net.Socket {
 
 /**
  * What the platform starts node with is not the function's (see microvm.ts): its malloc setting
- * leaves process.env, and its OpenSSL config flags leave process.execArgv (a child node started
- * with the held guest's `--openssl-config=/dev/stdin` would wait on its stdin). At init, and
- * first thing after a restore (node sets both anew).
+ * leaves process.env, and its OpenSSL config flags and the snapshot leave process.execArgv, which
+ * `child_process.fork()` and a function's own `node ...process.execArgv` pass on: a child started
+ * with the held guest's `--openssl-config=/dev/stdin` would wait on its stdin, and one started with
+ * `--snapshot-blob` would run this runtime from the function's snapshot instead of its script. The
+ * heap limits stay: they are the microVM's. At init, and first thing after a restore (node sets
+ * both anew).
  */
 function dropNodeSettings(): void {
   delete process.env.GLIBC_TUNABLES;
   const args = process.execArgv;
   for (let i = args.length - 1; i >= 0; i--) {
-    if (args[i] === HOLD_GATE_FLAG || args[i] === EMPTY_SSL_FLAG) args.splice(i, 1);
+    const a = args[i]!;
+    if (a === HOLD_GATE_FLAG || a === EMPTY_SSL_FLAG || a.startsWith(`${SNAPSHOT_BLOB_FLAG}=`)) args.splice(i, 1);
+    else if (a === SNAPSHOT_BLOB_FLAG) args.splice(i, 2);
   }
 }
 

@@ -132,6 +132,24 @@ describe('restored microVMs', () => {
     expect(await getJson(vm)).toEqual({ status: 200, body: { hello: 'world', undici: false } });
   });
 
+  it('start child node processes with their own script: the snapshot is not in process.execArgv', async () => {
+    // fork() and \`node ...process.execArgv\` pass execArgv on; with --snapshot-blob in it, the child
+    // ran this runtime from the function's snapshot instead of its script (and failed on fd 3).
+    const source = `import { execFileSync } from 'node:child_process';
+export default {
+  fetch() {
+    const out = execFileSync(process.execPath, [...process.execArgv, '-e', 'process.stdout.write(String(6 * 7))'], { encoding: 'utf8', timeout: 10000 });
+    return new Response(JSON.stringify({ out, execArgv: process.execArgv }));
+  },
+};`;
+    const { b, result } = await build('child.mjs', { source });
+    if (result.status !== 'ok') throw new Error(result.reason);
+    const vm = await restore(result.blobPath, b.bundlePath);
+    const { status, body } = await getJson(vm);
+    expect({ status, out: body.out }).toEqual({ status: 200, out: '42' });
+    expect(body.execArgv).toEqual(guestNodeFlags({ memoryMib: 128 }));
+  });
+
   it("never ran the function's handlers while the snapshot was built (the runtime warms up with its own)", async () => {
     for (const [fixture, source] of [
       ['calls-fetch.mjs', 'let calls = 0;\nexport default { fetch() { calls++; return Response.json({ calls }); } };'],
