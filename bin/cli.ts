@@ -70,9 +70,10 @@ program
   .addOption(new Option('--examples', 'deploy the example functions at start').hideHelp())
   .addOption(new Option('--log-level <level>', 'platform log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
   .addOption(new Option('--isolation <mode>', 'jail microVMs (auto: the strongest this machine offers, see fnctl doctor)').choices(['auto', 'none']).default('auto'))
+  .addOption(new Option('--guest-scheduling <policy>', "guests' CPU scheduling policy (batch: SCHED_BATCH, a waking guest does not preempt the gateway)").choices(['batch', 'normal']).default('batch'))
   .option('--overcommit <ratio>', "memory budget = the machine's memory × this ratio (default 1.0)", numeric)
   .option('--memory-budget <MiB>', 'memory budget in MiB, instead of the machine\'s memory × overcommit', numeric)
-  .action(async (opts: { port: number; host: string; examples?: boolean; logLevel?: string; isolation: 'auto' | 'none'; overcommit?: number | string; memoryBudget?: number | string }, cmd: Command) => {
+  .action(async (opts: { port: number; host: string; examples?: boolean; logLevel?: string; isolation: 'auto' | 'none'; guestScheduling: 'batch' | 'normal'; overcommit?: number | string; memoryBudget?: number | string }, cmd: Command) => {
     await up({ ...opts, data: globals(cmd).data ?? '.fnctl' });
   });
 

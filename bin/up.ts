@@ -19,6 +19,7 @@ export interface UpOptions {
   examples?: boolean;
   logLevel?: string;
   isolation?: 'auto' | 'none';
+  guestScheduling?: 'batch' | 'normal';
   /** Malformed numbers stay strings, so the config's validation names them. */
   overcommit?: number | string;
   memoryBudget?: number | string;
@@ -70,7 +71,7 @@ export async function up(options: UpOptions): Promise<void> {
   };
   let gateway: Gateway;
   try {
-    gateway = new Gateway({ config: { port: options.port, host: options.host, dataDir, ...(options.isolation ? { isolation: options.isolation } : {}), ...memory }, token, log });
+    gateway = new Gateway({ config: { port: options.port, host: options.host, dataDir, ...(options.isolation ? { isolation: options.isolation } : {}), ...(options.guestScheduling ? { guestScheduling: options.guestScheduling } : {}), ...memory }, token, log });
   } catch (err) {
     // Name the flags the user typed rather than the config keys behind them.
     const e = toFnError(err);

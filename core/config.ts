@@ -68,6 +68,8 @@ export const PlatformConfigSchema = z
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     /** auto: the strongest jail this machine offers (fnctl doctor); none: plain processes. */
     isolation: z.enum(['auto', 'none'], { error: 'must be one of auto, none' }),
+    /** batch: guests run under SCHED_BATCH, so that a guest waking does not preempt the gateway (microvm/sched.ts); normal: the default policy. */
+    guestScheduling: z.enum(['batch', 'normal'], { error: 'must be one of batch, normal' }),
     /**
      * The host memory budget is the machine's memory (or this process's memory limit, when lower,
      * as in a container) × this ratio: the memory limits of all running microVMs (starting, idle,
@@ -97,6 +99,7 @@ export const platformDefaults: PlatformConfig = {
   shutdownGraceMs: 10_000,
   logLevel: 'info',
   isolation: 'auto',
+  guestScheduling: 'batch',
   overcommit: 1.0,
   // Lambda recycles execution environments after some hours, whatever their traffic.
   recycleAfterMs: 4 * 3600 * 1000,

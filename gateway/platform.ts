@@ -18,6 +18,7 @@ import { SnapshotStore, type StoredSnapshot } from '../snapshots/store.js';
 import { ScaleLoop } from './scaling.js';
 import { createJailer, type Jailer } from '../microvm/jailer.js';
 import { HeldGuests } from '../microvm/held.js';
+import { probeBatchScheduling } from '../microvm/sched.js';
 import type { InstanceInfo, MicroVmConfig } from '../microvm/types.js';
 import type { HandlerStyle } from '../core/protocol.js';
 
@@ -113,6 +114,8 @@ export class Platform {
   private snapshotStore: SnapshotStore | undefined;
   private scaler: ScaleLoop | undefined;
   private jailer: Jailer | undefined;
+  /** chrt's path when guests start under SCHED_BATCH (config guestScheduling, and chrt works here). */
+  private batch: string | undefined;
   /** Guests spawned ahead of their request, one per version that has started a microVM. */
   private readonly held: HeldGuests<MicroVm>;
   /** microVMs being started now (their guests not ready yet). */
@@ -161,6 +164,11 @@ export class Platform {
       this.log.info({ jail: jailer.level, isolation: jailer.describe() }, 'microVM jail');
       for (const warning of jailer.warnings) this.log.warn(`weaker isolation: ${warning} (see fnctl doctor)`);
     }
+    if (this.config.guestScheduling === 'batch' && !this.deps.boot) {
+      const probe = probeBatchScheduling();
+      this.batch = probe.chrt;
+      if (probe.error) this.log.warn(`guests run under the normal scheduling policy, not SCHED_BATCH: ${probe.error}`);
+    }
     const jailer = this.jailer;
     this.snapshotStore = await SnapshotStore.open(this.config.dataDir, {
       log: this.log,
@@ -198,6 +206,7 @@ export class Platform {
     const deps = {
       sink: this.logs,
       log: this.log,
+      ...(this.batch ? { batch: this.batch } : {}),
       ...(jailer ? { jail: (c: MicroVmConfig, plain: { command: string; args: string[] }) => jailer.wrap(c, plain, snapshot ? [snapshot.blobPath] : []) } : {}),
       ...(snapshot
         ? { restore: true, spawnArgs: (c: MicroVmConfig) => ({ command: process.execPath, args: [...guestNodeFlags(c), '--snapshot-blob', snapshot.blobPath] }) }

@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { FnError } from '../core/errors.js';
 import { safeEnv } from '../core/env.js';
 import type { Logger } from '../core/log.js';
+import { underBatch } from './sched.js';
 import { EMPTY_SSL_FLAG, FrameDecoder, FrameType, HOLD_GATE_FLAG, Outbox, writeFrame, type ErrorMeta, type Frame, type InvokeMeta, type ReadyMeta, type ResponseMeta } from '../core/protocol.js';
 import { parseConsoleLine, readLines } from './guest/console.js';
 import { Lifecycle, isFinal } from './state.js';
@@ -28,6 +29,8 @@ export interface MicroVmDeps {
   jail?: (config: MicroVmConfig, plain: { command: string; args: string[] }) => JailedCommand;
   /** The guest is restored from a snapshot (lifecycle goes through `restoring`, start kind `restore`). */
   restore?: boolean;
+  /** chrt's path: the guest (jail and all) starts under SCHED_BATCH (see microvm/sched.ts). */
+  batch?: string;
 }
 
 /** How a microVM ended, as its 'exit' event and `exited` promise report it. */
@@ -267,7 +270,7 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
         return booted;
       }
     }
-    const { command, args } = spec;
+    const { command, args } = deps.batch ? underBatch(deps.batch, spec) : spec;
     // Never names that change how the host-side programs starting the guest behave (refused at
     // deploy; dropped here too for versions deployed before that).
     const { NODE_OPTIONS: _ignored, ...userEnv } = safeEnv(config.env);

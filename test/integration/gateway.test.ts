@@ -131,3 +131,17 @@ describe('concurrency', () => {
     expect(instances.size).toBe(1);
   });
 });
+
+describe('guest scheduling', () => {
+  it('guests, and what they start, run under SCHED_BATCH by default; under the normal policy with guestScheduling normal', async () => {
+    await deploy('sched', 'sched-policy.mjs');
+    expect((await http('/fn/sched')).json()).toEqual({ guest: '3', child: '3' });
+    const normal = await new TestGateway({ guestScheduling: 'normal' }).start();
+    try {
+      await normal.deploy('sched', 'test/fixtures/behaviour/sched-policy.mjs');
+      expect((await normal.http('/fn/sched')).json()).toEqual({ guest: '0', child: '0' });
+    } finally {
+      await normal.close();
+    }
+  });
+});

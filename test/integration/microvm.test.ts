@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { FnError } from '../../core/errors.js';
 import { MicroVm, guestNodeFlags, type ExitInfo } from '../../microvm/microvm.js';
+import { probeBatchScheduling } from '../../microvm/sched.js';
 import type { ConsoleRecord, InvokeRequest, MicroVmConfig } from '../../microvm/types.js';
 import { bundleGuest, type GuestBundle } from '../helpers/guest-bundle.js';
 
@@ -139,6 +140,25 @@ describe('MicroVm with real guests', () => {
     expect(records.find((x) => x.message === 'init ran')).toMatchObject({ stream: 'stdout', level: 'INFO', requestId: undefined, instance: vm.id, functionName: 'test-fn', version: 2 });
     expect(records.find((x) => x.message === 'serving /a/b')).toMatchObject({ requestId: 'req-fetch', level: 'INFO', stream: 'stdout' });
     expect(records.find((x) => x.message === 'multi\nline')).toMatchObject({ requestId: 'req-fetch', level: 'ERROR', stream: 'stderr' });
+  });
+
+  it('starts the guest under SCHED_BATCH when given chrt, and under the normal policy without', async () => {
+    // The policy field of /proc/self/stat (sched(7): SCHED_OTHER 0, SCHED_BATCH 3), as the function sees it.
+    const source = `import { readFileSync } from 'node:fs';
+      export default { fetch() {
+        const stat = readFileSync('/proc/self/stat', 'utf8');
+        return new Response(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]);
+      } };`;
+    const { chrt, error } = probeBatchScheduling();
+    expect(error).toBeUndefined();
+    const path = await bundle(source);
+    const batch = await MicroVm.boot(config(path), { sink: { record: () => {} }, batch: chrt! });
+    const normal = await MicroVm.boot(config(path), { sink: { record: () => {} } });
+    vms.push(batch, normal);
+    expect((await batch.invoke(req())).body.toString()).toBe('3');
+    expect((await normal.invoke(req())).body.toString()).toBe('0');
+    // chrt execs the guest: the pid MicroVm holds is the guest's own.
+    expect(readFileSync(`/proc/${batch.pid}/cmdline`, 'utf8').split('\0')[0]).toBe(process.execPath);
   });
 
   it.each(['object', 'tuple'])('serves a guest of an older bundle that speaks the %s form', async (form) => {

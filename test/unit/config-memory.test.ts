@@ -1,8 +1,9 @@
 // The default memory budget: the machine's memory, or this process's memory limit (a container's
 // cgroup) when one is set below it; process.constrainedMemory()'s "no limit" answers are ignored.
+// And the guests' scheduling policy setting.
 import { describe, expect, it } from 'vitest';
 import { totalmem } from 'node:os';
-import { MiB, machineMemory, memoryBudgetBytes } from '../../core/config.js';
+import { MiB, machineMemory, memoryBudgetBytes, platformConfig } from '../../core/config.js';
 
 const GiB = 1024 * MiB;
 
@@ -32,5 +33,13 @@ describe('memoryBudgetBytes', () => {
     expect(memoryBudgetBytes({ overcommit: 1.5 }, machineMemory(16 * GiB, 2 * GiB).bytes)).toBe(3 * GiB);
     expect(memoryBudgetBytes({ overcommit: 1.5, memoryBudgetMiB: 512 }, 2 * GiB)).toBe(512 * MiB);
     expect(memoryBudgetBytes({ overcommit: 1 })).toBe(machineMemory().bytes);
+  });
+});
+
+describe('guestScheduling', () => {
+  it('is batch by default, and anything but batch or normal is refused by name', () => {
+    expect(platformConfig().guestScheduling).toBe('batch');
+    expect(platformConfig({ guestScheduling: 'normal' }).guestScheduling).toBe('normal');
+    expect(() => platformConfig({ guestScheduling: 'fast' as 'batch' })).toThrow('guestScheduling = "fast", must be one of batch, normal');
   });
 });
