@@ -263,6 +263,33 @@ describe('MicroVm with real guests', () => {
     }
   });
 
+  it('matches every answer to its request across the renewals of its map of requests in flight', async () => {
+    // The map is replaced every 64 ids (see MicroVm's pending): 300 requests, 16 at a time, answered
+    // out of order, keep requests in flight across four renewals; a timeout must still find its own.
+    const { vm } = await boot(`
+      export default {
+        async fetch(request) {
+          const n = Number(new URL(request.url).searchParams.get('n'));
+          await new Promise((r) => setTimeout(r, n === 150 ? 10_000 : (n * 7) % 5));
+          return new Response(String(n));
+        },
+      };
+    `, { concurrency: 16, timeoutMs: 1000 });
+    const started: Promise<string>[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < 300) {
+        const n = next++;
+        started[n] = vm.invoke(req({ query: `n=${n}` })).then((r) => r.body.toString(), (e: FnError) => e.code);
+        await started[n];
+      }
+    };
+    await Promise.all(Array.from({ length: 15 }, worker));
+    const answers = await Promise.all(started);
+    expect(answers[150]).toBe('FUNCTION_TIMEOUT');
+    expect(answers.filter((_, n) => n !== 150)).toEqual(Array.from({ length: 300 }, (_, n) => String(n)).filter((_, n) => n !== 150));
+  });
+
   it('answers handlers that return synchronously among ones that await, each with its own console lines', async () => {
     const { vm, records } = await boot(`
       export default {
