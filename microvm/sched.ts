@@ -14,8 +14,6 @@
 import { spawnSync } from 'node:child_process';
 import { which } from './isolation.js';
 
-export type GuestScheduling = 'batch' | 'normal';
-
 export interface BatchProbe {
   /** chrt's path, when `chrt --batch 0` works here. */
   chrt?: string;
@@ -26,8 +24,8 @@ export interface BatchProbe {
 let cached: BatchProbe | undefined;
 
 /** Whether guests can start under SCHED_BATCH: chrt is there and the policy takes (tried once per process). */
-export function probeBatchScheduling(options: { fresh?: boolean } = {}): BatchProbe {
-  if (cached && !options.fresh) return cached;
+export function probeBatchScheduling(): BatchProbe {
+  if (cached) return cached;
   const chrt = which('chrt');
   if (!chrt) return (cached = { error: 'chrt is not installed (apt-get install util-linux)' });
   // chrt under chrt: the inner one reports the policy the outer one set.

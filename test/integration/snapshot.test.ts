@@ -133,7 +133,7 @@ describe('restored microVMs', () => {
   });
 
   it('start child node processes with their own script: the snapshot is not in process.execArgv', async () => {
-    // fork() and \`node ...process.execArgv\` pass execArgv on; with --snapshot-blob in it, the child
+    // fork() and `node ...process.execArgv` pass execArgv on; with --snapshot-blob in it, the child
     // ran this runtime from the function's snapshot instead of its script (and failed on fd 3).
     const source = `import { execFileSync } from 'node:child_process';
 export default {
