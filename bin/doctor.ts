@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectIsolation, NAMESPACES, type IsolationReport, type Missing } from '../microvm/isolation.js';
+import { probeBatchScheduling, type BatchProbe } from '../microvm/sched.js';
 import { createJailer, type Jailer } from '../microvm/jailer.js';
 import type { MicroVmConfig } from '../microvm/types.js';
 
@@ -32,6 +33,8 @@ interface DoctorResult {
   warnings: string[];
   missing: Missing[];
   selfTest: SelfTest;
+  /** Whether guests can run under SCHED_BATCH here (microvm/sched.ts). */
+  scheduling: BatchProbe;
   report: IsolationReport;
 }
 
@@ -139,6 +142,8 @@ function print(r: DoctorResult): void {
   out.push(`  memory       ${where(cg.plan.memory)}    cpu ${where(cg.plan.cpu)}    pids ${where(cg.plan.pids)}    pause ${cg.plan.freeze === 'signal' ? 'SIGSTOP/SIGCONT' : `${cg.plan.freeze} freezer`}    kill ${cg.plan.kill}`);
   for (const line of r.jail.slice(1)) out.push(`  ${line}`);
   out.push(`huge pages     ${hugePages()}`);
+  const sched = r.scheduling;
+  out.push(`scheduling     ${sched.chrt ? `SCHED_BATCH for guests (${sched.chrt}): a guest that wakes does not preempt the gateway` : `normal policy for guests: ${sched.error}; warm throughput is lower`}`);
   const st = r.selfTest;
   if (st.ok && st.saw) {
     const visible = st.saw.root.filter((x) => !x.startsWith('.')).join(' ');
@@ -176,6 +181,7 @@ export async function doctor(options: DoctorOptions): Promise<number> {
       warnings: jailer.warnings,
       missing: report.missing,
       selfTest: st,
+      scheduling: probeBatchScheduling(),
       report,
     };
     if (options.json) console.log(JSON.stringify(result, null, 2));

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { request } from 'undici';
 import { PlatformProcess, repoRoot } from '../helpers/platform.js';
+import { probeBatchScheduling } from '../../microvm/sched.js';
 
 const fixtures = path.join(repoRoot, 'test/fixtures');
 const examples = path.join(repoRoot, 'functions/examples');
@@ -264,5 +265,15 @@ describe('a restart of the platform', () => {
     expect(after.map((f) => [f.name, f.version])).toEqual(before.map((f) => [f.name, f.version]));
     expect((await http('/fn/ver')).text).toBe('version B');
     expect((await http('/fn/hello')).status).toBe(200);
+  }, 60_000);
+});
+
+describe('fnctl doctor', () => {
+  it('says whether guests can run under SCHED_BATCH, in text and in --json', async () => {
+    const probe = probeBatchScheduling();
+    const json = await platform.fnctl(['doctor', '--json']);
+    expect(JSON.parse(json.stdout).scheduling).toEqual(probe);
+    const text = await platform.fnctl(['doctor']);
+    expect(text.stdout).toMatch(probe.chrt ? /^scheduling {5}SCHED_BATCH for guests/m : /^scheduling {5}normal policy for guests/m);
   }, 60_000);
 });
