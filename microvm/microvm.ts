@@ -90,7 +90,7 @@ function seconds(ms: number): string {
   return (ms / 1000).toFixed(2);
 }
 
-/** How many ids a MicroVm's map of requests in flight serves before it is replaced (see `pending`). */
+/** How many requests a MicroVm's map of requests in flight takes before it is replaced (see `pending`). */
 const PENDING_RENEW = 64;
 
 // A class, not an object literal, so every in-flight entry has one hidden class.
@@ -112,8 +112,9 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
 
   private readonly lifecycle: Lifecycle;
   /**
-   * Requests in flight by id, in the order they were sent; replaced by a copy every PENDING_RENEW
-   * ids. V8 allocates a Map's rehashed table in the generation of the table it replaces, and a
+   * Requests in flight by id, in the order they were sent; replaced by a copy after PENDING_RENEW
+   * additions (or twice its size, when that is more, so that copying costs at most half an entry
+   * per request). V8 allocates a Map's rehashed table in the generation of the table it replaces, and a
    * replaced table keeps pointing at the entries it held. So once a long-lived Map's table had been
    * promoted (a quiet spell is enough), every later table went straight to old space, and each one
    * replaced kept the requests it held, with their promises and answers, alive until the next full
@@ -122,6 +123,8 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
    * ~1.6 s, and a worse p99. A new Map starts young and is replaced long before it could be promoted.
    */
   private pending = new Map<number, Pending>();
+  /** Additions to `pending` since it was last replaced. */
+  private pendingAdds = 0;
   private nextId = 1;
   private child: ChildProcess | undefined;
   private channel: Socket | undefined;
@@ -422,7 +425,10 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
     this.lastUsedAt = Date.now();
     const timeoutMs = this.config.timeoutMs;
     return new Promise<InvokeResult>((resolve, reject) => {
-      if (id % PENDING_RENEW === 0) this.pending = new Map(this.pending);
+      if (++this.pendingAdds >= Math.max(PENDING_RENEW, 2 * this.pending.size)) {
+        this.pending = new Map(this.pending);
+        this.pendingAdds = 0;
+      }
       this.pending.set(id, new Pending(req.requestId, resolve, reject, performance.now() + timeoutMs));
       if (!this.deadlineTimer) this.armDeadline(timeoutMs);
       const { requestId, method, path, query, headers, sourceIp } = req;

@@ -263,7 +263,7 @@ describe('MicroVm with real guests', () => {
   });
 
   it('matches every answer to its request across the renewals of its map of requests in flight', async () => {
-    // The map is replaced every 64 ids (see MicroVm's pending): 300 requests, 16 at a time, answered
+    // The map is replaced every 64 requests (see MicroVm's pending): 300 requests, 16 at a time, answered
     // out of order, keep requests in flight across four renewals; a timeout must still find its own.
     const { vm } = await boot(`
       export default {
