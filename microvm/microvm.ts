@@ -114,13 +114,14 @@ export class MicroVm extends EventEmitter<{ exit: [ExitInfo]; state: [MicroVmSta
   /**
    * Requests in flight by id, in the order they were sent; replaced by a copy after PENDING_RENEW
    * additions (or twice its size, when that is more, so that copying costs at most half an entry
-   * per request). V8 allocates a Map's rehashed table in the generation of the table it replaces, and a
-   * replaced table keeps pointing at the entries it held. So once a long-lived Map's table had been
-   * promoted (a quiet spell is enough), every later table went straight to old space, and each one
-   * replaced kept the requests it held, with their promises and answers, alive until the next full
-   * collection. About half of all gateways ended up like that, for their whole life: under load,
-   * scavenges three times as long (1.7 ms against 0.57), ~20 MB/s promoted, a mark-compact every
-   * ~1.6 s, and a worse p99. A new Map starts young and is replaced long before it could be promoted.
+   * per request). V8 allocates a Map's rehashed table in the generation of the table it replaces,
+   * and a replaced table keeps pointing at the entries it held. So once a long-lived Map's table had
+   * been promoted (a quiet spell is enough), every later table went straight to old space, and each
+   * one replaced kept the requests it held, with their promises and answers, alive until the next
+   * full collection. About half of all gateways ended up like that, for their whole life: under
+   * load, scavenges three times as long (1.7 ms against 0.57), ~20 MB/s promoted, a mark-compact
+   * every ~1.6 s, and a worse p99. A new Map starts young and, under load, is replaced long before
+   * it could be promoted.
    */
   private pending = new Map<number, Pending>();
   /** Additions to `pending` since it was last replaced. */
