@@ -288,6 +288,8 @@ export class Outbox {
 export const HOLD_GATE_FLAG = '--openssl-config=/dev/stdin';
 /** What a guest that is not held reads instead: the same empty config. The guest drops both from process.execArgv. */
 export const EMPTY_SSL_FLAG = '--openssl-config=/dev/null';
+/** The node flag, followed by the blob's path, that restores a guest from its snapshot; the guest drops it from process.execArgv too. */
+export const SNAPSHOT_BLOB_FLAG = '--snapshot-blob';
 
 /** A payload this small is copied after the meta: one buffer per frame for the socket to write. */
 const INLINE_PAYLOAD_BYTES = 1024;

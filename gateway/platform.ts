@@ -20,7 +20,7 @@ import { createJailer, type Jailer } from '../microvm/jailer.js';
 import { HeldGuests } from '../microvm/held.js';
 import { probeBatchScheduling } from '../microvm/sched.js';
 import type { InstanceInfo, MicroVmConfig } from '../microvm/types.js';
-import type { HandlerStyle } from '../core/protocol.js';
+import { SNAPSHOT_BLOB_FLAG, type HandlerStyle } from '../core/protocol.js';
 
 /** What a version's snapshot is: ready to restore from, or why there is none. */
 export type SnapshotStatus =
@@ -209,7 +209,7 @@ export class Platform {
       ...(this.batch ? { batch: this.batch } : {}),
       ...(jailer ? { jail: (c: MicroVmConfig, plain: { command: string; args: string[] }) => jailer.wrap(c, plain, snapshot ? [snapshot.blobPath] : []) } : {}),
       ...(snapshot
-        ? { restore: true, spawnArgs: (c: MicroVmConfig) => ({ command: process.execPath, args: [...guestNodeFlags(c), '--snapshot-blob', snapshot.blobPath] }) }
+        ? { restore: true, spawnArgs: (c: MicroVmConfig) => ({ command: process.execPath, args: [...guestNodeFlags(c), SNAPSHOT_BLOB_FLAG, snapshot.blobPath] }) }
         : {}),
     };
     const { functionName: name, version } = config;

@@ -8,7 +8,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FnError, type ErrorPayload } from '../core/errors.js';
-import type { HandlerStyle } from '../core/protocol.js';
+import { SNAPSHOT_BLOB_FLAG, type HandlerStyle } from '../core/protocol.js';
 import { guestNodeFlags } from '../microvm/microvm.js';
 import { parseConsoleLine, readLines } from '../microvm/guest/console.js';
 // hooks.ts has no side effects on import (runtime.ts has: never import it on the host).
@@ -79,7 +79,7 @@ export async function buildSnapshot(input: BuildInput): Promise<BuildResult> {
   const flags = guestNodeFlags({ memoryMib });
   const plain: SpawnSpec = {
     command: process.execPath,
-    args: [...flags, '--snapshot-blob', outPath, '--build-snapshot', bundlePath, `${DEADLINE_ARG}${initTimeoutMs}`],
+    args: [...flags, SNAPSHOT_BLOB_FLAG, outPath, '--build-snapshot', bundlePath, `${DEADLINE_ARG}${initTimeoutMs}`],
   };
   const { command, args } = input.spawnArgs ? input.spawnArgs(plain) : plain;
   await rm(outPath, { force: true });

@@ -13,7 +13,7 @@ import { inspect } from 'node:util';
 import v8 from 'node:v8';
 import type { ErrorPayload } from '../../core/errors.js';
 import { FnError } from '../../core/errors.js';
-import { EMPTY_SSL_FLAG, FrameDecoder, FrameType, HOLD_GATE_FLAG, Outbox, encodeFrame, writeFrame, type Frame, type HandlerStyle, type InvokeMeta } from '../../core/protocol.js';
+import { EMPTY_SSL_FLAG, FrameDecoder, FrameType, HOLD_GATE_FLAG, Outbox, SNAPSHOT_BLOB_FLAG, encodeFrame, writeFrame, type Frame, type HandlerStyle, type InvokeMeta } from '../../core/protocol.js';
 import {
   identityFromEnv,
   makeFetchAdapter,
@@ -29,8 +29,6 @@ import { INIT_ERROR_MARKER, afterRestore, installHooksApi, prepareSnapshot, watc
 import { ownsWebGlobals } from './web.js';
 
 const initStart = performance.now();
-/** A node flag the platform starts restored guests with (see dropNodeSettings). */
-const SNAPSHOT_BLOB_FLAG = '--snapshot-blob';
 
 type Phase = 'init' | 'serving' | 'failed';
 let phase: Phase = 'init';
